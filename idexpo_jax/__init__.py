@@ -1,0 +1,15 @@
+"""idexpo_jax: training neural networks whose explanations are faithful (ID-ExpO, RRR, ExpO)."""
+
+from idexpo_jax.curves import (batch_insertion_deletion, curve_auc, insertion_deletion_curves,
+                               insertion_deletion_scores)
+from idexpo_jax.grad_cam import grad_cam, grad_cam_batch
+from idexpo_jax.gradients import input_gradients
+from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
+from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments, num_units,
+                                unit_mask_to_input)
+from idexpo_jax.predictor import Predictor, as_logits_fn, as_predictor, target_log_prob, target_prob
+from idexpo_jax.soft_curves import soft_curves, soft_insertion_deletion, soft_keep_masks
+from idexpo_jax.train import TrainState, init_train_state, make_train_step
+
+__version__ = "0.1.0"

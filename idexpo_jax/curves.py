@@ -1,0 +1,118 @@
+"""Hard insertion/deletion curves and their AUC scores (evaluation; SPEC §3).
+
+Units are sorted by attribution, descending, with ties broken by unit index (stable sort).
+Insertion keeps the top `k` units of `x` and sets the rest to the baseline; deletion sets the top
+`k` units to the baseline. `k = 0, step, 2·step, …` up to `floor(fraction·U)`. The score is the
+softmax probability of `target` (Petsiuk et al., RISE, BMVC 2018; the ID-ExpO protocol of
+Yoshikawa & Iwata, AISTATS 2024).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from idexpo_jax import masking
+
+Array = jax.Array
+
+
+def flat_attribution(x: Array, attribution: Array, segments: Optional[Array]) -> tuple[Array, int]:
+  """Validates `attribution` against the units of `x` and returns it flattened to `(U,)`."""
+  masking.check_units(x, segments)
+  n_units = masking.num_units(x.shape, segments)
+  if attribution.size != n_units:
+    raise ValueError(f"`attribution` must have one value per unit (U={n_units} for x "
+                     f"{tuple(x.shape)}{' with segments' if segments is not None else ''}); "
+                     f"got shape {tuple(attribution.shape)}.")
+  return attribution.reshape(-1), n_units
+
+
+def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
+  """The numbers of perturbed units `k = 0, step, …, floor(fraction·U)` (static)."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
+  if step < 1:
+    raise ValueError(f"`step` must be a positive number of units; got {step}.")
+  return np.arange(0, int(np.floor(fraction * n_units)) + 1, step)
+
+
+def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
+                              segments: Optional[Array] = None, step: int, fraction: float = 1.0,
+                              chunk_size: Optional[int] = None):
+  """Hard insertion and deletion curves for one example.
+
+  Args:
+    logits_fn: `xb -> logits (B, K)` (or a `Predictor`).
+    x: one example without batch axis.
+    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units).
+    target: the class whose softmax probability is scored.
+    baseline: broadcastable to `x`; the value of removed units.
+    segments: optional `(H, W)` int map of unit ids.
+    step: units added/removed per point.
+    fraction: the largest perturbed fraction of units.
+    chunk_size: optional bound on the number of inputs per model call.
+
+  Returns:
+    `(fractions, ins_curve, del_curve)`, each of shape `(P,)` with `fractions[0] = 0`.
+  """
+  from idexpo_jax.predictor import as_logits_fn
+  phi, n_units = flat_attribution(x, attribution, segments)
+  ks = curve_steps(n_units, step, fraction)
+  order = jnp.argsort(-jax.lax.stop_gradient(phi), stable=True)
+  rank = jnp.zeros((n_units,), jnp.int32).at[order].set(jnp.arange(n_units, dtype=jnp.int32))
+  top = (rank[None, :] < jnp.asarray(ks, jnp.int32)[:, None]).astype(x.dtype)  # (P, U)
+  z = jnp.concatenate([top, 1.0 - top], axis=0)
+  log_p = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
+                                  segments=segments, chunk_size=chunk_size)
+  probs = jnp.exp(log_p)
+  n_points = len(ks)
+  fractions = jnp.asarray(ks / n_units, dtype=x.dtype)
+  return fractions, probs[:n_points], probs[n_points:]
+
+
+def curve_auc(fractions: Array, curve: Array, *, auc: str = "mean") -> Array:
+  """Scores a curve: "mean" of the points without `k = 0` (ID-ExpO) or normalised "trapezoid".
+
+  "trapezoid" integrates over the perturbed fraction with both ends (RISE) and divides by the
+  covered range, so `fraction = 1` gives the plain area on [0, 1].
+  """
+  if auc == "mean":
+    return curve[..., 1:].mean(-1)
+  if auc == "trapezoid":
+    width = fractions[..., 1:] - fractions[..., :-1]
+    area = (0.5 * (curve[..., 1:] + curve[..., :-1]) * width).sum(-1)
+    return area / (fractions[..., -1] - fractions[..., 0])
+  raise ValueError(f"`auc` must be 'mean' or 'trapezoid'; got {auc!r}.")
+
+
+def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline,
+                              segments: Optional[Array] = None, step: int, fraction: float = 1.0,
+                              auc: str = "mean", chunk_size: Optional[int] = None):
+  """Insertion (higher is better) and deletion (lower is better) scores of one example.
+
+  See `insertion_deletion_curves` for the arguments and `curve_auc` for the conventions.
+
+  Returns:
+    `(ins, del)` scalars.
+  """
+  fractions, ins_c, del_c = insertion_deletion_curves(
+      logits_fn, x, attribution, target, baseline=baseline, segments=segments, step=step,
+      fraction=fraction, chunk_size=chunk_size)
+  return curve_auc(fractions, ins_c, auc=auc), curve_auc(fractions, del_c, auc=auc)
+
+
+def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets: Array, *,
+                             baseline, segments: Optional[Array] = None, step: int,
+                             fraction: float = 1.0, chunk_size: Optional[int] = None):
+  """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`."""
+  chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
+  fn = lambda x, a, t: insertion_deletion_curves(
+      logits_fn, x, a, t, baseline=baseline, segments=segments, step=step, fraction=fraction,
+      chunk_size=chunk_size)
+  fr, ins_c, del_c = jax.vmap(fn)(xb, attributions, targets)
+  return fr[0], ins_c, del_c

@@ -1,0 +1,78 @@
+"""Grad-CAM with its second-order path kept in the graph (SPEC §4).
+
+Selvaraju et al., "Grad-CAM", ICCV 2017: `A = features(x)`, `s = head(A)[target]` (a logit),
+`α_f = mean_ij ∂s/∂A_ijf`, `CAM = ReLU(Σ_f α_f A_f)`, resized to the input. Because `α` is itself a
+`jax.grad`, differentiating a loss that calls `grad_cam` includes `∂α/∂θ` (second order), as in
+Figure 1 of ID-ExpO (Yoshikawa & Iwata, AISTATS 2024). `second_order=False` stops it, which is what
+the ID-ExpO reference code does (kept for ablation).
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax.predictor import as_predictor
+
+Array = jax.Array
+
+
+def _resize(cam: Array, height: int, width: int, method: str) -> Array:
+  """Resizes `(B, h, w)` maps to `(B, height, width)`; "nearest" repeats cells exactly."""
+  b, h, w = cam.shape
+  if method == "nearest":
+    if height % h == 0 and width % w == 0:
+      return jnp.repeat(jnp.repeat(cam, height // h, axis=1), width // w, axis=2)
+    return jax.image.resize(cam, (b, height, width), method="nearest")
+  if method == "bilinear":
+    return jax.image.resize(cam, (b, height, width), method="bilinear")
+  raise ValueError(f"`upsample` must be 'nearest' or 'bilinear'; got {method!r}.")
+
+
+def grad_cam_batch(predictor, xb: Array, targets: Array, *, upsample: str = "nearest",
+                   second_order: bool = True) -> Array:
+  """Grad-CAM maps for a batch, `(B, H, W)`, with one forward pass through the features.
+
+  The per-example channel weights come from one `jax.grad` of `Σ_b head(A)[b, y_b]`, which equals
+  the per-example gradients because the head treats examples independently (inference mode: no
+  batch statistics).
+  """
+  predictor = as_predictor(predictor)
+  chex.assert_rank(xb, {3, 4})
+  chex.assert_shape(targets, (xb.shape[0],))
+  feats = predictor.features(xb)
+  if feats.ndim != 4:
+    raise ValueError(f"Grad-CAM needs `features` to return maps (B, h, w, F); got {feats.shape}.")
+
+  def score(a):
+    logits = predictor.head(a)
+    return jnp.take_along_axis(logits, targets[:, None].astype(jnp.int32), axis=1).sum()
+
+  grads = jax.grad(score)(feats)
+  alpha = grads.mean(axis=(1, 2))  # (B, F)
+  if not second_order:
+    alpha = jax.lax.stop_gradient(alpha)
+  cam = jax.nn.relu(jnp.einsum("bhwf,bf->bhw", feats, alpha))
+  return _resize(cam, xb.shape[1], xb.shape[2], upsample)
+
+
+def grad_cam(predictor, x: Array, target, key=None, *, upsample: str = "nearest",
+             second_order: bool = True) -> Array:
+  """Grad-CAM map `(H, W)` of one example `x (H, W, C)` for class `target`.
+
+  Args:
+    predictor: a `Predictor` whose `features` return `(B, h, w, F)` maps.
+    x: one image, no batch axis.
+    target: the class explained (its logit is differentiated).
+    key: unused; accepted so that every explainer has the call `(model, x, target, key)`.
+    upsample: "nearest" (each CAM cell a block; the ID-ExpO reference) or "bilinear".
+    second_order: keep `α` in the graph (default) or stop its gradient.
+
+  Returns:
+    The non-negative map, shape `(H, W)`.
+  """
+  del key
+  chex.assert_rank(x, 3)
+  return grad_cam_batch(predictor, x[None], jnp.asarray(target).reshape(1), upsample=upsample,
+                        second_order=second_order)[0]

@@ -1,0 +1,35 @@
+"""Input gradients, the explanation that RRR constrains (Ross et al., IJCAI 2017; SPEC §4)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax.predictor import as_logits_fn
+
+Array = jax.Array
+
+
+def input_gradients(logits_fn, x: Array, *, reduce: str = "sum_log_prob") -> Array:
+  """Gradient of a scalar summary of the model's output w.r.t. one input `x`.
+
+  Args:
+    logits_fn: `xb -> logits (B, K)` or a `Predictor`.
+    x: one example, no batch axis.
+    reduce: "sum_log_prob" — `∂/∂x Σ_k log p_k(x)` (the RRR penalty); "max_prob" —
+      `∂/∂x max_k p_k(x)` (the find-another-explanation mask).
+
+  Returns:
+    An array of the shape of `x`.
+  """
+  logits_fn = as_logits_fn(logits_fn)
+
+  def summary(xi):
+    logits = logits_fn(xi[None])[0]
+    if reduce == "sum_log_prob":
+      return jax.nn.log_softmax(logits).sum()
+    if reduce == "max_prob":
+      return jax.nn.softmax(logits).max()
+    raise ValueError(f"`reduce` must be 'sum_log_prob' or 'max_prob'; got {reduce!r}.")
+
+  return jax.grad(summary)(x)

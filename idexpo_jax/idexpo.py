@@ -1,0 +1,58 @@
+"""The ID-ExpO regulariser on a batch, for any explainer (SPEC §2.7, §5).
+
+Yoshikawa & Iwata, AISTATS 2024. The loss of a batch is
+`CE + λ · mean_n(cIns_n + cDel_n) + λ₂ · mean(φ²)`; `idexpo_penalty` returns the middle term's
+`mean(cIns + cDel)` and reports `mean(φ²)` in its aux dict, so the caller composes the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax.predictor import as_predictor
+from idexpo_jax.soft_curves import soft_insertion_deletion
+
+Array = jax.Array
+
+
+def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Callable,
+                   baseline, segments: Optional[Array] = None, n_steps: int = 64,
+                   fraction: float = 0.5, temperature: float = 1.0, deletion: str = "ratio",
+                   log_softmax: bool = True, chunk_size: Optional[int] = None):
+  """Soft insertion/deletion penalty of the explanations of a batch.
+
+  Args:
+    predictor: a `Predictor` (or a logits function for explainers that need only logits).
+    xb: batch of inputs `(B, ...)`.
+    yb: int targets `(B,)` (training: the labels).
+    key: PRNG key, split into one key per example for the explainer.
+    explainer: `explainer(predictor, x, target, key) -> φ` with one score per unit, e.g.
+      `grad_cam`, or `functools.partial(lime, segments=..., baseline=...)`. It stays in the
+      graph, so the gradient of the penalty flows through the explanation into the model.
+    baseline, segments, n_steps, fraction, temperature, deletion, log_softmax, chunk_size: see
+      `soft_insertion_deletion`.
+
+  Returns:
+    `(penalty, aux)`: `penalty = mean(cIns + cDel)`; aux has `cins`, `cdel` (batch means) and
+    `attribution_sq` (`mean(φ²)`, the λ₂ term).
+  """
+  predictor = as_predictor(predictor)
+  chex.assert_equal_shape_prefix([xb, yb], 1)
+  chex.assert_rank(yb, 1)
+  keys = jax.random.split(key, xb.shape[0])
+
+  def one(x, y, k):
+    phi = explainer(predictor, x, y, k)
+    cins, cdel = soft_insertion_deletion(
+        predictor, x, phi, y, baseline=baseline, segments=segments, n_steps=n_steps,
+        fraction=fraction, temperature=temperature, deletion=deletion, log_softmax=log_softmax,
+        chunk_size=chunk_size)
+    return cins, cdel, jnp.mean(phi ** 2)
+
+  cins, cdel, sq = jax.vmap(one)(xb, yb, keys)
+  penalty = jnp.mean(cins + cdel)
+  return penalty, {"cins": cins.mean(), "cdel": cdel.mean(), "attribution_sq": sq.mean()}

@@ -1,0 +1,88 @@
+"""The one weighted-least-squares solver behind LIME, KernelSHAP and ExpO's local fits.
+
+Everything is closed form so that it compiles into a train step and is differentiable in the
+regression targets `f` (model outputs). The design `Z` and the weights `w` are data. Systems are
+solved (Cholesky-based `solve` on the `d×d` normal equations), never inverted, after weighted
+centering, which removes the intercept from the penalised system exactly as scikit-learn's `Ridge`
+does with `sample_weight`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _solve_spd(a: Array, b: Array) -> Array:
+  return jax.scipy.linalg.solve(a, b, assume_a="pos")
+
+
+def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
+                           fit_intercept: bool = True):
+  """Weighted ridge regression `min Σ_i w_i (f_i − c − z_i·β)² + ridge·‖β‖²`.
+
+  The intercept `c` is not penalised: with weighted means `z̄ = Σ w z / Σ w` and `f̄`, the
+  coefficients are `β = (Z̃ᵀ W Z̃ + ridge·I)⁻¹ Z̃ᵀ W f̃` on centred `Z̃ = Z − z̄`, `f̃ = f − f̄`, and
+  `c = f̄ − z̄·β`. This equals `sklearn.linear_model.Ridge(alpha=ridge).fit(Z, f, sample_weight=w)`.
+
+  Args:
+    z: design `(N, d)`.
+    f: targets `(N,)` or `(N, k)`.
+    w: non-negative sample weights `(N,)`.
+    ridge: L2 penalty on `β` (0 gives weighted ordinary least squares).
+    fit_intercept: fit `c` (otherwise `c = 0` and nothing is centred).
+
+  Returns:
+    `(coef, intercept)`: `(d,)` and `()` (or `(d, k)` and `(k,)` for 2-D `f`).
+  """
+  if z.ndim != 2 or w.shape != (z.shape[0],) or f.shape[0] != z.shape[0]:
+    raise ValueError(f"weighted_least_squares needs z (N, d), f (N,) or (N, k), w (N,); got z "
+                     f"{z.shape}, f {f.shape}, w {w.shape}.")
+  z = z.astype(f.dtype)
+  w = w.astype(f.dtype)
+  if fit_intercept:
+    wsum = w.sum()
+    z_mean = (w @ z) / wsum
+    f_mean = jnp.tensordot(w, f, axes=1) / wsum
+    zc, fc = z - z_mean, f - f_mean
+  else:
+    zc, fc = z, f
+  gram = zc.T @ (w[:, None] * zc) + ridge * jnp.eye(z.shape[1], dtype=f.dtype)
+  rhs = zc.T @ (w[:, None] * fc if fc.ndim == 2 else w * fc)
+  coef = _solve_spd(gram, rhs)
+  if fit_intercept:
+    intercept = f_mean - jnp.tensordot(z_mean, coef, axes=1)
+  else:
+    intercept = jnp.zeros(f.shape[1:], f.dtype)
+  return coef, intercept
+
+
+def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset):
+  """`min Σ_i w_i (f_i − offset − z_i·φ)²` subject to `Σ_j φ_j = total`, solved exactly.
+
+  The constraint is eliminated (`φ_d = total − Σ_{j<d} φ_j`), which leaves an unconstrained
+  weighted least-squares problem in `d − 1` unknowns without intercept; no large pseudo-weights.
+  This is the KernelSHAP estimator with efficiency constraint `total = v(1) − v(0)` and
+  `offset = v(0)` (Lundberg & Lee, NeurIPS 2017).
+
+  Args:
+    z: binary coalitions `(N, d)`.
+    f: values `(N,)`.
+    w: weights `(N,)`.
+    total: the required sum of `φ` (scalar, may depend on the model).
+    offset: the fixed intercept (scalar).
+
+  Returns:
+    `φ` of shape `(d,)`.
+  """
+  z = z.astype(f.dtype)
+  d = z.shape[1]
+  if d == 1:
+    return jnp.reshape(total, (1,)).astype(f.dtype)
+  last = z[:, -1]
+  design = z[:, :-1] - last[:, None]
+  target = f - offset - last * total
+  head, _ = weighted_least_squares(design, target, w, fit_intercept=False)
+  return jnp.concatenate([head, jnp.reshape(total - head.sum(), (1,))])

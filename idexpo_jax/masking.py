@@ -1,0 +1,135 @@
+"""Units and the one masking helper that every explainer, metric and regulariser uses.
+
+Units are what an explanation scores (SPEC §1):
+
+* pixels of an image `x` of shape `(H, W, C)` when `segments is None` (`U = H·W`, broadcast over C);
+* segments: an integer map `segments` of shape `(H, W)` with ids `0..d-1` (`U = d`);
+* every entry of `x` otherwise (tabular `(D,)`: `U = D`).
+
+A unit mask `z ∈ [0, 1]^U` (binary or soft) becomes an input-space mask `z[segments]`, and
+`apply_unit_mask` returns `m ⊙ x + (1 − m) ⊙ baseline`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+def grid_segments(height: int, width: int, cell: int) -> np.ndarray:
+  """Square-cell segmentation: an int32 map `(height, width)` with row-major ids `0..d-1`.
+
+  Cells at the right/bottom border are truncated when `cell` does not divide the size, so
+  `d = ceil(height / cell) · ceil(width / cell)`.
+  """
+  if cell < 1 or height < 1 or width < 1:
+    raise ValueError(f"grid_segments needs positive sizes; got height={height}, width={width}, "
+                     f"cell={cell}.")
+  rows = np.arange(height) // cell
+  cols = np.arange(width) // cell
+  n_cols = -(-width // cell)
+  return (rows[:, None] * n_cols + cols[None, :]).astype(np.int32)
+
+
+def num_units(x_shape, segments: Optional[Array] = None) -> int:
+  """Number of units `U` for an example of shape `x_shape` (see the module docstring)."""
+  if segments is not None:
+    seg = np.asarray(segments) if not isinstance(segments, jax.core.Tracer) else None
+    if seg is None:
+      raise ValueError("`segments` must be a concrete array (not traced) to count units.")
+    return int(seg.max()) + 1
+  if len(x_shape) == 3:
+    return int(x_shape[0] * x_shape[1])
+  return int(np.prod(x_shape))
+
+
+def check_units(x: Array, segments: Optional[Array]) -> None:
+  """Raises ValueError when `segments` does not fit the spatial shape of `x`."""
+  if segments is None:
+    return
+  if x.ndim not in (2, 3) or tuple(segments.shape) != tuple(x.shape[:2]):
+    raise ValueError(f"`segments` must have the spatial shape (H, W) of `x`; got segments "
+                     f"{tuple(segments.shape)} for x {tuple(x.shape)}.")
+
+
+def unit_mask_to_input(z: Array, x_shape, *, segments: Optional[Array] = None) -> Array:
+  """Turns unit masks `z (..., U)` into input-space masks broadcastable to `(..., *x_shape)`."""
+  lead = z.shape[:-1]
+  if segments is not None:
+    m = jnp.take(z, jnp.asarray(segments), axis=-1)  # (..., H, W)
+    if len(x_shape) == 3:
+      m = m[..., None]
+    return m
+  if len(x_shape) == 3:
+    return z.reshape(*lead, x_shape[0], x_shape[1], 1)
+  return z.reshape(*lead, *x_shape)
+
+
+def apply_unit_mask(x: Array, z: Array, baseline, *, segments: Optional[Array] = None) -> Array:
+  """Keeps the units where `z = 1` and replaces the others by `baseline`.
+
+  Args:
+    x: one example, no batch axis.
+    z: unit masks of shape `(..., U)`, binary or soft in [0, 1].
+    baseline: array broadcastable to `x`.
+    segments: optional `(H, W)` int map of unit ids.
+
+  Returns:
+    `m ⊙ x + (1 − m) ⊙ baseline` of shape `(..., *x.shape)`, where `m = z[segments]`.
+  """
+  m = unit_mask_to_input(z, x.shape, segments=segments).astype(x.dtype)
+  b = jnp.broadcast_to(jnp.asarray(baseline, dtype=x.dtype), x.shape)
+  return b + m * (x - b)
+
+
+def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Optional[int] = None
+             ) -> Array:
+  """Aggregates a pixel map `(H, W)` (or `(H, W, C)`, summed over C) to units by summation.
+
+  With `segments is None` a pixel map is returned flattened to `(H·W,)`.
+  """
+  if values.ndim == 3:
+    values = values.sum(-1)
+  if segments is None:
+    return values.reshape(-1)
+  if n_units is None:
+    n_units = num_units(values.shape, segments)
+  return jax.ops.segment_sum(values.reshape(-1), jnp.asarray(segments).reshape(-1),
+                             num_segments=n_units)
+
+
+def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
+                    segments: Optional[Array] = None, chunk_size: Optional[int] = None) -> Array:
+  """`log p_target` of the masked inputs `apply_unit_mask(x, z_i, baseline)`, in batched calls.
+
+  Args:
+    logits_fn: `xb -> logits (B, K)`.
+    x: one example.
+    z: unit masks `(N, U)`.
+    target: class index (int or traced int scalar).
+    baseline: broadcastable to `x`.
+    segments: optional `(H, W)` unit ids.
+    chunk_size: if set and smaller than `N`, evaluates `chunk_size` rows at a time with
+      `jax.lax.map`, so memory stays bounded for large `N`.
+
+  Returns:
+    Log-probabilities of `target`, shape `(N,)`.
+  """
+  from idexpo_jax.predictor import target_log_prob  # local: avoids an import cycle
+
+  def run(zc):
+    return target_log_prob(logits_fn, apply_unit_mask(x, zc, baseline, segments=segments), target)
+
+  n = z.shape[0]
+  if chunk_size is None or chunk_size >= n:
+    return run(z)
+  n_chunks = -(-n // chunk_size)
+  pad = n_chunks * chunk_size - n
+  zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
+  out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
+  return out.reshape(-1)[:n]

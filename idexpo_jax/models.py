@@ -1,0 +1,150 @@
+"""Flax NNX models exposing `features` / `head` for Grad-CAM (SPEC §7).
+
+* `MLP`: dense layers; `features` is the identity.
+* `SmallCNN`: two conv stages (features) and a conv + global-average-pool + linear head; no
+  batch statistics (GroupNorm-free, plain ReLU), so perturbed passes never touch running state.
+* `ResNet18`: the CIFAR ResNet-18 (3×3 stem, no max-pool); `features` is the output of the second
+  residual stage (16×16×128 on 32×32 inputs; `stem_stride=2` gives the 8×8×128 map of the ID-ExpO
+  reference), `head` the rest. BatchNorm
+  statistics update only in `model.train()` mode (pre-training); fine-tuning runs in
+  `model.eval()`, i.e. with frozen statistics, so perturbed forward passes never update them.
+
+`functional(model)` splits a module once into `(graphdef, params, rest)`; `predictor_fn` rebuilds
+a pure `Predictor` from params inside a jitted loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from idexpo_jax.predictor import Predictor
+
+Array = jax.Array
+
+
+class MLP(nnx.Module):
+  """Multi-layer perceptron on `(B, D)` inputs (inputs of higher rank are flattened)."""
+
+  def __init__(self, in_features: int, num_classes: int, *, hidden: Sequence[int] = (50, 30),
+               activation: Callable = jax.nn.relu, rngs: nnx.Rngs):
+    sizes = [in_features, *hidden]
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+    self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+    self.activation = activation
+
+  def features(self, x: Array) -> Array:
+    return x
+
+  def head(self, x: Array) -> Array:
+    x = x.reshape(x.shape[0], -1)
+    for layer in self.layers:
+      x = self.activation(layer(x))
+    return self.out(x)
+
+  def __call__(self, x: Array) -> Array:
+    return self.head(self.features(x))
+
+
+class SmallCNN(nnx.Module):
+  """A small CNN for 8×8 to 32×32 images: conv-conv-pool features, conv-GAP-linear head."""
+
+  def __init__(self, in_channels: int, num_classes: int, *, width: int = 32,
+               rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(in_channels, width, (3, 3), rngs=rngs)
+    self.conv2 = nnx.Conv(width, 2 * width, (3, 3), rngs=rngs)
+    self.conv3 = nnx.Conv(2 * width, 2 * width, (3, 3), rngs=rngs)
+    self.out = nnx.Linear(2 * width, num_classes, rngs=rngs)
+
+  def features(self, x: Array) -> Array:
+    x = jax.nn.relu(self.conv1(x))
+    x = jax.nn.relu(self.conv2(x))
+    return nnx.avg_pool(x, (2, 2), strides=(2, 2))
+
+  def head(self, a: Array) -> Array:
+    a = jax.nn.relu(self.conv3(a))
+    return self.out(a.mean(axis=(1, 2)))
+
+  def __call__(self, x: Array) -> Array:
+    return self.head(self.features(x))
+
+
+class BasicBlock(nnx.Module):
+  """ResNet basic block (two 3×3 convs with BatchNorm, projection shortcut when needed)."""
+
+  def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.bn1 = nnx.BatchNorm(cout, rngs=rngs)
+    self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(cout, rngs=rngs)
+    if stride != 1 or cin != cout:
+      self.proj = nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+      self.proj_bn = nnx.BatchNorm(cout, rngs=rngs)
+    else:
+      self.proj = None
+      self.proj_bn = None
+
+  def __call__(self, x: Array) -> Array:
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    short = x if self.proj is None else self.proj_bn(self.proj(x))
+    return jax.nn.relu(y + short)
+
+
+class ResNet18(nnx.Module):
+  """CIFAR ResNet-18 (He et al., 2016): 3×3 stem, stages of 64/128/256/512 channels."""
+
+  def __init__(self, in_channels: int = 3, num_classes: int = 10, *, width: int = 64,
+               feature_stage: int = 2, stem_stride: int = 1, rngs: nnx.Rngs):
+    self.stem = nnx.Conv(in_channels, width, (3, 3), strides=stem_stride, use_bias=False,
+                         rngs=rngs)
+    self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
+    blocks = []
+    cin = width
+    for i, mult in enumerate((1, 2, 4, 8)):
+      cout = width * mult
+      stride = 1 if i == 0 else 2
+      blocks.append(nnx.List([BasicBlock(cin, cout, stride, rngs=rngs),
+                              BasicBlock(cout, cout, 1, rngs=rngs)]))
+      cin = cout
+    self.stages = nnx.List(blocks)
+    self.fc = nnx.Linear(cin, num_classes, rngs=rngs)
+    self.feature_stage = feature_stage
+
+  def features(self, x: Array) -> Array:
+    x = jax.nn.relu(self.stem_bn(self.stem(x)))
+    for stage in list(self.stages)[:self.feature_stage]:
+      for block in stage:
+        x = block(x)
+    return x
+
+  def head(self, a: Array) -> Array:
+    for stage in list(self.stages)[self.feature_stage:]:
+      for block in stage:
+        a = block(a)
+    return self.fc(a.mean(axis=(1, 2)))
+
+  def __call__(self, x: Array) -> Array:
+    return self.head(self.features(x))
+
+
+def functional(model: nnx.Module):
+  """Splits a module once into `(graphdef, params, rest)` for a functional train step."""
+  return nnx.split(model, nnx.Param, ...)
+
+
+def predictor_fn(graphdef, params, rest) -> Predictor:
+  """A pure `Predictor` built from split module state (use inside `jit`/`grad`)."""
+  model = nnx.merge(graphdef, params, rest)
+  return Predictor(features=model.features, head=model.head)
+
+
+def logits_with_state(graphdef, params, rest, xb: Array):
+  """Runs the model and returns `(logits, new_rest)`: for pre-training with BatchNorm updates."""
+  model = nnx.merge(graphdef, params, rest)
+  logits = model(xb)
+  _, _, new_rest = nnx.split(model, nnx.Param, ...)
+  return logits, new_rest
