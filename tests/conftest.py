@@ -1,10 +1,20 @@
-"""Test configuration: strict dtype promotion, CPU, float64 available for references."""
+"""Test configuration: strict dtype promotion on CPU.
+
+float32 is the default, as for users. Float64 references run inside `with jax.enable_x64(True):`
+(see `x64` below) or in NumPy.
+"""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture
+def x64():
+  """Context manager factory: `with x64(): ...` computes in float64."""
+  return lambda: jax.enable_x64(True)
