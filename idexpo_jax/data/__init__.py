@@ -1,0 +1,4 @@
+"""Data: scikit-learn's bundled and generated sets offline, tfds data sources for real images."""
+
+from idexpo_jax.data.sklearn_data import (Dataset, Split, batches, load_digits_images,
+                                          load_regression, load_tabular_classification)
