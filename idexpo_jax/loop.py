@@ -1,0 +1,99 @@
+"""A small, deterministic training loop around a jitted `train_step` (SPEC §7).
+
+`fit` drives `train_step(state, batch, key) -> (state, metrics)` (see `train.make_train_step`) for
+a fixed number of steps. Determinism is by construction, so that a resumed run repeats exactly:
+
+* the batch of step `t` is `batch_fn(t)`, a pure function of the step (`epoch_batch_fn` builds
+  one from a `Split` with an epoch-wise permutation drawn from a seed and the epoch number);
+* the PRNG key of step `t` is `jax.random.fold_in(key, t)`.
+
+The loop starts at `int(state.step)`, so a state restored at step `t` continues at `t`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+from idexpo_jax.data.sklearn_data import Split
+
+
+def _to_floats(metrics) -> dict[str, float]:
+  """Pulls a dict of scalar arrays to the host as Python floats (one transfer)."""
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_steps: int,
+        key: jax.Array, eval_fn: Optional[Callable] = None, eval_every: int = 0,
+        progress: bool = True, desc: Optional[str] = None):
+  """Runs `train_step` from `int(state.step)` up to `num_steps` (exclusive).
+
+  Args:
+    train_step: `train_step(state, batch, key) -> (state, metrics)`, e.g. from
+      `make_train_step`; `state` must have an integer `step` field (`TrainState`).
+    state: the initial state (donated to `train_step` if it donates).
+    batch_fn: `batch_fn(t) -> batch`, deterministic in the step `t`.
+    num_steps: total number of steps (the loop stops at step `num_steps`).
+    key: base PRNG key; step `t` uses `jax.random.fold_in(key, t)`.
+    eval_fn: optional `eval_fn(state) -> dict of scalars`, called every `eval_every` steps and
+      after the last step; its entries are added to that step's history record.
+    eval_every: evaluation period in steps (0: only after the last step, if `eval_fn` is set).
+    progress: show a tqdm progress bar with the running loss.
+    desc: label of the progress bar.
+
+  Returns:
+    `(state, history)`: the final state and one dict of float metrics per step, each with
+    `step` (the 1-based count of completed steps) and the step's `metrics` (plus evaluation
+    entries on evaluation steps).
+  """
+  if num_steps < 0:
+    raise ValueError(f"`num_steps` must be >= 0; got {num_steps}.")
+  if eval_every < 0:
+    raise ValueError(f"`eval_every` must be >= 0; got {eval_every}.")
+  start = int(state.step)
+  history = []
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(total=num_steps, initial=start, desc=desc, leave=True, dynamic_ncols=True)
+  try:
+    for t in range(start, num_steps):
+      state, metrics = train_step(state, batch_fn(t), jax.random.fold_in(key, t))
+      record = {"step": t + 1, **_to_floats(metrics)}
+      last = t + 1 == num_steps
+      if eval_fn is not None and (last or (eval_every and (t + 1) % eval_every == 0)):
+        record.update(_to_floats(eval_fn(state)))
+      history.append(record)
+      if bar is not None:
+        bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+        bar.update(1)
+  finally:
+    if bar is not None:
+      bar.close()
+  return state, history
+
+
+def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[[int], Split]:
+  """A deterministic `batch_fn(t)` over a split: shuffled epochs, incomplete batches dropped.
+
+  Step `t` belongs to epoch `e = t // (N // batch_size)`; the permutation of epoch `e` is
+  `np.random.default_rng([seed, e]).permutation(N)`, so any step's batch can be rebuilt without
+  replaying the previous ones (resumable). Batches are NumPy `Split`s.
+  """
+  n = len(split.y)
+  if not 1 <= batch_size <= n:
+    raise ValueError(f"`batch_size` must be in [1, {n}] (the split size); got {batch_size}.")
+  per_epoch = n // batch_size
+  cache: dict[int, np.ndarray] = {}
+
+  def batch_fn(t: int) -> Split:
+    epoch, i = divmod(int(t), per_epoch)
+    if epoch not in cache:
+      cache.clear()
+      cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+    idx = cache[epoch][i * batch_size:(i + 1) * batch_size]
+    return Split(split.x[idx], split.y[idx])
+
+  return batch_fn
