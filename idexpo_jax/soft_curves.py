@@ -56,8 +56,8 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   thresholds = 0.5 * (srt[idx - 1] + srt[idx])
   gaps = srt[:-1] - srt[1:]
   pos = gaps > 0
-  n_pos = pos.sum()
-  scale = jnp.where(n_pos > 0, jnp.where(pos, gaps, 0.0).sum() / jnp.maximum(n_pos, 1), 1.0)
+  n_pos = pos.sum().astype(srt.dtype)
+  scale = jnp.where(n_pos > 0, jnp.where(pos, gaps, 0.0).sum() / jnp.maximum(n_pos, 1.0), 1.0)
   scale = jax.lax.stop_gradient(scale)
   return jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale)
 
