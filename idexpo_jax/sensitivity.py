@@ -1,0 +1,104 @@
+"""Sensitivity-n: do attributions add up to the output change when units are removed? (SPEC §6)
+
+Ancona, Ceolini, Öztireli & Gross, "Towards better understanding of gradient-based attribution
+methods for deep neural networks", ICLR 2018. For random subsets `S` of exactly `n` units,
+sensitivity-n is the Pearson correlation, over the subsets, between
+
+* the attribution mass `Σ_{u∈S} φ_u`, and
+* the output change `p_target(x) − p_target(x with the units of S set to the baseline)`,
+
+where `p_target` is the softmax probability of `target` (the score of the ID-ExpO paper's Figure 3,
+Yoshikawa & Iwata, AISTATS 2024, with `n = 0.3·U`). A value of 1 means the attribution of any
+`n`-subset predicts the effect of removing it exactly (e.g. `φ = w ⊙ (x − b)` for a model whose
+probability is linear in `x`).
+
+Convention: when either side has zero variance over the drawn subsets (e.g. a constant
+attribution with `n` fixed, or a model whose output does not move), the correlation is undefined
+and this module returns 0 rather than NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax import masking
+from idexpo_jax.curves import flat_attribution
+from idexpo_jax.predictor import as_logits_fn
+
+Array = jax.Array
+
+
+def random_subsets(key: Array, n_units: int, n: int, n_subsets: int) -> Array:
+  """Indicator rows of `n_subsets` uniformly random subsets of exactly `n` of `n_units` units.
+
+  Each row is the top-`n` of an independent uniform draw, i.e. a uniform random `n`-subset
+  (subsets are drawn independently, so two rows may coincide).
+
+  Returns:
+    float32 array `(n_subsets, n_units)` with exactly `n` ones per row.
+  """
+  if not 1 <= n < n_units:
+    raise ValueError(f"`n` must satisfy 1 <= n < U={n_units} (n = U removes every unit in every "
+                     f"subset, so the correlation is undefined); got n={n}.")
+  if n_subsets < 2:
+    raise ValueError(f"`n_subsets` must be >= 2 to correlate; got {n_subsets}.")
+  u = jax.random.uniform(key, (n_subsets, n_units))
+  rank = jnp.argsort(jnp.argsort(u, axis=-1), axis=-1)
+  return (rank < n).astype(jnp.float32)
+
+
+def pearson(a: Array, b: Array) -> Array:
+  """Pearson correlation of two vectors; 0 when either has zero variance (see module docs)."""
+  a = a - a.mean()
+  b = b - b.mean()
+  den = jnp.sqrt((a * a).sum() * (b * b).sum())
+  ok = den > 0
+  return jnp.where(ok, (a * b).sum() / jnp.where(ok, den, 1.0), 0.0)
+
+
+def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *, n: int,
+                  n_subsets: int = 100, baseline, segments: Optional[Array] = None,
+                  chunk_size: Optional[int] = None) -> Array:
+  """Sensitivity-n of one explanation (Ancona et al., ICLR 2018).
+
+  Args:
+    logits_fn: `xb -> logits (B, K)` or a `Predictor`.
+    x: one example, no batch axis.
+    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units).
+    target: the class whose softmax probability is scored.
+    key: PRNG key for the subsets (same key, same subsets, same value).
+    n: the number of units removed per subset, `1 <= n < U` (static).
+    n_subsets: number of random subsets (static, >= 2).
+    baseline: broadcastable to `x`; the value of removed units.
+    segments: optional `(H, W)` int map of unit ids.
+    chunk_size: optional bound on the number of inputs per model call.
+
+  Returns:
+    The correlation, a scalar in [-1, 1].
+  """
+  phi, n_units = flat_attribution(x, attribution, segments)
+  removed = random_subsets(key, n_units, n, n_subsets).astype(x.dtype)  # (S, U)
+  z = jnp.concatenate([jnp.ones((1, n_units), x.dtype), 1.0 - removed], axis=0)
+  probs = jnp.exp(masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target,
+                                          baseline=baseline, segments=segments,
+                                          chunk_size=chunk_size))
+  drop = probs[0] - probs[1:]
+  mass = removed @ phi.astype(x.dtype)
+  return pearson(mass, drop)
+
+
+def batch_sensitivity_n(logits_fn, xb: Array, attributions: Array, targets: Array, key: Array, *,
+                        n: int, n_subsets: int = 100, baseline,
+                        segments: Optional[Array] = None,
+                        chunk_size: Optional[int] = None) -> Array:
+  """Vmapped `sensitivity_n` with one key per example (`jax.random.split(key, B)`): `(B,)`."""
+  chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
+  keys = jax.random.split(key, xb.shape[0])
+  fn = lambda x, a, t, k: sensitivity_n(
+      logits_fn, x, a, t, k, n=n, n_subsets=n_subsets, baseline=baseline, segments=segments,
+      chunk_size=chunk_size)
+  return jax.vmap(fn)(xb, attributions, targets, keys)
