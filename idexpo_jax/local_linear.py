@@ -1,0 +1,172 @@
+"""Local affine explanations of tabular models in input space (LIME with a Gaussian neighbourhood).
+
+ExpO (Plumb et al., NeurIPS 2020) explains, regularises and scores models through local affine
+models `e(x)(x') = coef · x' + intercept`. This module holds what the ExpO regularisers
+(`idexpo_jax.expo`) and metrics (`idexpo_jax.fidelity_metrics`) share:
+
+* `model_outputs`: the values a local model fits, from a logits function (convention below);
+* `gaussian_neighbors`: `x' = x + σ·ε`, `ε ~ N(0, I)`;
+* `local_linear`: LIME for continuous tabular features (Ribeiro et al., KDD 2016) as in
+  `lime.lime_tabular.LimeTabularExplainer(sample_around_instance=True,
+  discretize_continuous=False)` on z-scored features: samples `x + N(0, σ²I)` with the first
+  sample `x` itself, weights `π = sqrt(exp(−‖x' − x‖² / w²))` with `w = 0.75·sqrt(D)`, and a
+  weighted ridge fit (`ridge = 1`, unpenalised intercept) through the one solver
+  `weighted_least_squares`. The samples and weights are data; gradients flow through `f(x')`.
+
+Output convention (`output=`), shared by the whole ExpO part of the library:
+
+* `"raw"` (default, regression): the logits function's columns as they are. A regression model
+  may return `(B,)` or `(B, 1)`; both give one value per row and `coef (D,)`, `intercept ()`.
+  Several columns give `coef (D, K)`, `intercept (K,)`.
+* `"prob"` (classification): the softmax probabilities of all `K ≥ 2` classes, each fitted.
+* `"predicted_prob"` (classification): the softmax probability of one class per row: `target`
+  when given, else the class predicted at the explained (or regularised) point `x`.
+
+Squared errors are summed over outputs and averaged over samples.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax.lstsq import weighted_least_squares
+from idexpo_jax.predictor import as_logits_fn
+
+Array = jax.Array
+
+OUTPUTS = ("raw", "prob", "predicted_prob")
+
+
+def check_output(output: str) -> None:
+  """Raises ValueError unless `output` is one of `OUTPUTS`."""
+  if output not in OUTPUTS:
+    raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+
+
+def check_tabular(x: Array, name: str, rank: int) -> None:
+  """Raises ValueError unless `x` is a floating array of rank 1 (`(D,)`) or 2 (`(B, D)`)."""
+  shape = "(D,)" if rank == 1 else "(B, D)"
+  if getattr(x, "ndim", None) != rank or x.shape[-1] < 1:
+    raise ValueError(f"`{name}` must be a tabular {'example' if rank == 1 else 'batch'} of shape "
+                     f"{shape}; got shape {getattr(x, 'shape', None)}.")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ValueError(f"`{name}` must be floating point; got dtype {x.dtype}.")
+
+
+def check_positive(value, name: str) -> None:
+  """Raises ValueError for a concrete non-positive scale (traced values are not checked)."""
+  if isinstance(value, (int, float)) and not value > 0:
+    raise ValueError(f"`{name}` must be positive; got {value}.")
+
+
+def predicted_class(logits_fn, xb: Array) -> Array:
+  """`argmax_k logits_k(x)` per row `(B,)`, under `stop_gradient` (a label, not a value)."""
+  logits = jax.lax.stop_gradient(as_logits_fn(logits_fn)(xb))
+  if logits.ndim != 2 or logits.shape[1] < 2:
+    raise ValueError(f"`output='predicted_prob'` needs logits of shape (B, K) with K ≥ 2; got "
+                     f"{logits.shape}.")
+  return jnp.argmax(logits, axis=-1)
+
+
+def model_outputs(logits_fn, xb: Array, *, output: str = "raw",
+                  target: Optional[Array] = None) -> Array:
+  """The values that a local model fits, for every row of `xb` (module docstring: `output`).
+
+  Args:
+    logits_fn: `xb -> (B,)` or `(B, K)` (regression values or logits), or a `Predictor`.
+    xb: inputs `(B, D)`.
+    output: "raw", "prob" or "predicted_prob".
+    target: int class per row `(B,)` or a scalar, for "predicted_prob" (default: each row's own
+      predicted class).
+
+  Returns:
+    `(B,)` for a single value per row ("raw" with one column, "predicted_prob"), else `(B, K)`.
+  """
+  check_output(output)
+  check_tabular(xb, "xb", 2)
+  out = as_logits_fn(logits_fn)(xb)
+  if out.ndim == 1:
+    out = out[:, None]
+  if out.ndim != 2 or out.shape[0] != xb.shape[0]:
+    raise ValueError(f"`logits_fn` must return (B,) or (B, K) for a batch of B = {xb.shape[0]} "
+                     f"rows; got {out.shape}.")
+  if output == "raw":
+    return out[:, 0] if out.shape[1] == 1 else out
+  if out.shape[1] < 2:
+    raise ValueError(f"`output={output!r}` needs logits with K ≥ 2 classes; got {out.shape}.")
+  prob = jax.nn.softmax(out, axis=-1)
+  if output == "prob":
+    return prob
+  if target is None:
+    target = jnp.argmax(jax.lax.stop_gradient(out), axis=-1)
+  target = jnp.broadcast_to(jnp.asarray(target, jnp.int32), (xb.shape[0],))
+  return jnp.take_along_axis(prob, target[:, None], axis=1)[:, 0]
+
+
+def anchor_target(logits_fn, x: Array, output: str, target: Optional[Array]):
+  """The class of "predicted_prob" at the anchor point `x` (else `target` unchanged)."""
+  if output == "predicted_prob" and target is None:
+    return predicted_class(logits_fn, x[None])[0]
+  return target
+
+
+def gaussian_neighbors(x: Array, key: Array, *, n: int, sigma) -> Array:
+  """`n` neighbours `x + σ·ε`, `ε ~ N(0, I)`, shape `(n, *x.shape)`, in the dtype of `x`."""
+  check_positive(sigma, "sigma")
+  return x + sigma * jax.random.normal(key, (n, *x.shape), x.dtype)
+
+
+def sq_error(values: Array, predictions: Array) -> Array:
+  """Squared error summed over outputs: `(N,)` from `(N,)` or `(N, K)` arrays."""
+  err = (values - predictions) ** 2
+  return err if err.ndim == 1 else err.sum(axis=-1)
+
+
+def affine_predict(coef: Array, intercept: Array, xb: Array) -> Array:
+  """`e(x') = x' · coef + intercept` for rows `xb (N, D)`: `(N,)` or `(N, K)`."""
+  return jnp.tensordot(xb, coef, axes=1) + intercept
+
+
+def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigma=1.0,
+                 kernel_width: Optional[float] = None, ridge: float = 1.0,
+                 output: str = "raw", target: Optional[Array] = None):
+  """LIME's local affine model of `f` around one tabular example, in input space.
+
+  Samples `x_0 = x`, `x_i = x + σ·ε_i` (i ≥ 1), weights `π_i = sqrt(exp(−‖x_i − x‖² / w²))` and
+  solves `min Σ π_i (f(x_i) − c − coef·x_i)² + ridge·‖coef‖²` with `weighted_least_squares`
+  (Ribeiro et al., KDD 2016; the ExpO paper's explainer). With z-scored features and the defaults
+  this is `lime_tabular` with `sample_around_instance=True, discretize_continuous=False`
+  (which samples at the training standard deviation, 1 after z-scoring).
+
+  Args:
+    logits_fn: `xb -> (B,)` or `(B, K)`, or a `Predictor`.
+    x: one example `(D,)`.
+    key: PRNG key for the samples.
+    n_samples: number of samples including `x` itself (≥ 2).
+    sigma: standard deviation of the Gaussian neighbourhood.
+    kernel_width: `w` of the exponential kernel (default `0.75·sqrt(D)`, LIME's).
+    ridge: L2 penalty on `coef` (LIME's default 1; 0 gives weighted least squares).
+    output: "raw", "prob" or "predicted_prob" (see the module docstring).
+    target: the class for "predicted_prob" (default: the class predicted at `x`).
+
+  Returns:
+    `(coef, intercept)` with `e(x') = x'·coef + intercept`: `(D,)` and `()` for one output,
+    `(D, K)` and `(K,)` for several.
+  """
+  check_tabular(x, "x", 1)
+  check_output(output)
+  if n_samples < 2:
+    raise ValueError(f"`n_samples` must be at least 2; got {n_samples}.")
+  dim = x.shape[0]
+  width = 0.75 * dim ** 0.5 if kernel_width is None else kernel_width
+  check_positive(width, "kernel_width")
+  offsets = sigma * jax.random.normal(key, (n_samples, dim), x.dtype)
+  offsets = offsets.at[0].set(0.0)
+  target = anchor_target(logits_fn, x, output, target)
+  values = model_outputs(logits_fn, x + offsets, output=output, target=target)
+  weights = jnp.sqrt(jnp.exp(-jnp.sum(offsets ** 2, axis=-1) / width ** 2))
+  coef, c = weighted_least_squares(offsets, values, weights, ridge=ridge)
+  return coef, c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1)

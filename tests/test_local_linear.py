@@ -1,0 +1,118 @@
+"""Tests for the tabular LIME explainer with a Gaussian neighbourhood (`local_linear`)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import Ridge
+
+from idexpo_jax.local_linear import gaussian_neighbors, local_linear, model_outputs
+
+D = 3
+W = jnp.asarray([[0.5, -1.0], [2.0, 0.3], [-0.7, 1.1]], jnp.float32)
+B = jnp.asarray([0.2, -0.4], jnp.float32)
+X = jnp.asarray([0.5, -1.0, 0.2], jnp.float32)
+
+
+def cubic(xb):
+  return jnp.sum(xb ** 3, axis=-1)
+
+
+def test_affine_model_recovered_exactly_and_gradient_is_identity():
+  """With ridge 0 the fit of an affine model is the model; d coef / d W is the identity."""
+  coef, intercept = jax.jit(lambda x, k: local_linear(lambda xb: xb @ W + B, x, k, ridge=0.0,
+                                                      n_samples=64))(X, jax.random.key(0))
+  assert coef.shape == (D, 2) and intercept.shape == (2,)
+  np.testing.assert_allclose(coef, W, atol=1e-4)
+  np.testing.assert_allclose(intercept, B, atol=1e-4)
+  w = W[:, 0]
+  grad = jax.grad(lambda w: local_linear(lambda xb: xb @ w, X, jax.random.key(1), ridge=0.0,
+                                         n_samples=32)[0].sum())(w)
+  np.testing.assert_allclose(grad, np.ones(D), atol=1e-4)
+
+
+def test_equals_sklearn_ridge_on_the_same_samples():
+  key = jax.random.key(3)
+  n, sigma, ridge = 200, 0.7, 1.0
+  coef, intercept = jax.jit(lambda x, k: local_linear(cubic, x, k, n_samples=n, sigma=sigma,
+                                                      ridge=ridge))(X, key)
+  xs = np.asarray(X, np.float64) + sigma * np.asarray(jax.random.normal(key, (n, D)), np.float64)
+  xs[0] = np.asarray(X)
+  dist2 = np.sum((xs - np.asarray(X)) ** 2, axis=1)
+  weights = np.sqrt(np.exp(-dist2 / (0.75 ** 2 * D)))
+  ref = Ridge(alpha=ridge).fit(xs, np.sum(xs ** 3, axis=1), sample_weight=weights)
+  np.testing.assert_allclose(coef, ref.coef_, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(intercept, ref.intercept_, rtol=1e-4, atol=1e-4)
+
+
+def test_matches_lime_package_and_closed_form():
+  """`lime_tabular` on z-scored data samples N(x, 1); for Σ x³ both approach 3x² + 3s²."""
+  from lime.lime_tabular import LimeTabularExplainer
+  rng = np.random.default_rng(0)
+  train = rng.normal(size=(100, D))
+  train = (train - train.mean(0)) / train.std(0)  # exact z-scoring: lime's scaling is identity
+  x = np.asarray(X, np.float64)
+  explainer = LimeTabularExplainer(train, mode="regression", discretize_continuous=False,
+                                   sample_around_instance=True, random_state=0)
+  exp = explainer.explain_instance(x, lambda xb: np.sum(xb ** 3, axis=1), num_features=D,
+                                   num_samples=5000)
+  lime_coef = np.zeros(D)
+  for j, c in exp.local_exp[1]:
+    lime_coef[j] = c
+  coef, intercept = local_linear(cubic, X, jax.random.key(0), n_samples=5000)
+  s2 = 1.0 / (1.0 + 1.0 / (0.75 ** 2 * D))  # Gaussian sampling × kernel: variance s²
+  closed = 3 * x ** 2 + 3 * s2
+  np.testing.assert_allclose(lime_coef, closed, atol=0.2)
+  np.testing.assert_allclose(coef, closed, atol=0.2)
+  np.testing.assert_allclose(coef, lime_coef, atol=0.25)
+  np.testing.assert_allclose(intercept, exp.intercept[1], atol=0.25)
+  np.testing.assert_allclose(intercept, -2 * np.sum(x ** 3), atol=0.2)
+
+
+def test_classification_outputs():
+  logits_fn = lambda xb: xb @ W  # noqa: E731
+  key = jax.random.key(2)
+  coef_all, int_all = local_linear(logits_fn, X, key, output="prob", n_samples=100)
+  pred = int(jnp.argmax(logits_fn(X[None])[0]))
+  coef_one, int_one = local_linear(logits_fn, X, key, output="predicted_prob", n_samples=100)
+  assert coef_all.shape == (D, 2) and coef_one.shape == (D,)
+  np.testing.assert_allclose(coef_one, coef_all[:, pred], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(int_one, int_all[pred], rtol=1e-5, atol=1e-6)
+  probs = model_outputs(logits_fn, X[None], output="predicted_prob", target=1 - pred)
+  np.testing.assert_allclose(probs, jax.nn.softmax(logits_fn(X[None]))[:, 1 - pred], rtol=1e-6)
+
+
+def test_regression_values_as_vector_or_column():
+  key = jax.random.key(4)
+  a = local_linear(cubic, X, key, n_samples=50)
+  b = local_linear(lambda xb: cubic(xb)[:, None], X, key, n_samples=50)
+  for u, v in zip(a, b):
+    assert u.shape == v.shape
+    np.testing.assert_array_equal(u, v)
+
+
+def test_same_key_same_output_and_neighbours():
+  f = jax.jit(lambda k: local_linear(cubic, X, k, n_samples=100))
+  a, b, c = f(jax.random.key(5)), f(jax.random.key(5)), f(jax.random.key(6))
+  np.testing.assert_array_equal(a[0], b[0])
+  assert not np.array_equal(a[0], c[0])
+  xs = gaussian_neighbors(X, jax.random.key(0), n=20000, sigma=0.3)
+  assert xs.shape == (20000, D) and xs.dtype == X.dtype
+  np.testing.assert_allclose(xs.mean(0), X, atol=0.02)
+  np.testing.assert_allclose(xs.std(0), 0.3, atol=0.01)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(x=jnp.ones((2, D))), "`x`"),
+    (dict(x=jnp.ones((D,), jnp.int32)), "`x`"),
+    (dict(output="logit"), "`output`"),
+    (dict(n_samples=1), "`n_samples`"),
+    (dict(kernel_width=0.0), "`kernel_width`"),
+    (dict(logits_fn=lambda xb: xb[:, :, None]), "`logits_fn`"),
+    (dict(logits_fn=cubic, output="prob"), "`output="),
+])
+def test_bad_input_raises_naming_the_argument(kwargs, name):
+  args = dict(logits_fn=lambda xb: xb @ W, x=X, key=jax.random.key(0))
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=name):
+    local_linear(args.pop("logits_fn"), args.pop("x"), args.pop("key"), **args)
