@@ -57,8 +57,19 @@ def check_units(x: Array, segments: Optional[Array]) -> None:
                      f"{tuple(segments.shape)} for x {tuple(x.shape)}.")
 
 
+def check_unit_mask(z: Array, x_shape, segments: Optional[Array]) -> None:
+  """Raises ValueError unless `z` has shape `(..., U)` for the units of `x_shape`."""
+  if isinstance(segments, jax.core.Tracer):
+    return
+  n_units = num_units(x_shape, segments)
+  if z.ndim < 1 or z.shape[-1] != n_units:
+    raise ValueError(f"`z` must have shape (..., U) with U={n_units} units for x "
+                     f"{tuple(x_shape)}; got {tuple(z.shape)}.")
+
+
 def unit_mask_to_input(z: Array, x_shape, *, segments: Optional[Array] = None) -> Array:
   """Turns unit masks `z (..., U)` into input-space masks broadcastable to `(..., *x_shape)`."""
+  check_unit_mask(z, x_shape, segments)
   lead = z.shape[:-1]
   if segments is not None:
     m = jnp.take(z, jnp.asarray(segments), axis=-1)  # (..., H, W)
@@ -82,6 +93,15 @@ def apply_unit_mask(x: Array, z: Array, baseline, *, segments: Optional[Array] =
   Returns:
     `m ⊙ x + (1 − m) ⊙ baseline` of shape `(..., *x.shape)`, where `m = z[segments]`.
   """
+  check_units(x, segments)
+  check_unit_mask(z, x.shape, segments)
+  try:
+    fits = np.broadcast_shapes(np.shape(baseline), x.shape) == tuple(x.shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(f"`baseline` must be broadcastable to x {tuple(x.shape)}; got shape "
+                     f"{np.shape(baseline)}.")
   m = unit_mask_to_input(z, x.shape, segments=segments).astype(x.dtype)
   b = jnp.broadcast_to(jnp.asarray(baseline, dtype=x.dtype), x.shape)
   return b + m * (x - b)
@@ -95,6 +115,9 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
   """
   if values.ndim == 3:
     values = values.sum(-1)
+  if segments is not None and tuple(values.shape) != tuple(segments.shape):
+    raise ValueError(f"`values` must be a pixel map (H, W) or (H, W, C) with (H, W) = segments "
+                     f"{tuple(segments.shape)}; got {tuple(values.shape)}.")
   if segments is None:
     return values.reshape(-1)
   if n_units is None:
@@ -125,6 +148,8 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
   def run(zc):
     return target_log_prob(logits_fn, apply_unit_mask(x, zc, baseline, segments=segments), target)
 
+  if z.ndim != 2:
+    raise ValueError(f"`z` must be a batch of unit masks (N, U); got shape {tuple(z.shape)}.")
   n = z.shape[0]
   if chunk_size is None or chunk_size >= n:
     return run(z)
