@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +37,11 @@ def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
     raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
   if step < 1:
     raise ValueError(f"`step` must be a positive number of units; got {step}.")
-  return np.arange(0, int(np.floor(fraction * n_units)) + 1, step)
+  ks = np.arange(0, int(np.floor(fraction * n_units)) + 1, step)
+  if len(ks) < 2:
+    raise ValueError(f"`step`={step} exceeds `fraction`·U = {fraction}·{n_units}: the curve would "
+                     f"have no point besides k = 0.")
+  return ks
 
 
 def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
@@ -81,6 +84,9 @@ def curve_auc(fractions: Array, curve: Array, *, auc: str = "mean") -> Array:
   "trapezoid" integrates over the perturbed fraction with both ends (RISE) and divides by the
   covered range, so `fraction = 1` gives the plain area on [0, 1].
   """
+  if jnp.shape(fractions)[-1:] != jnp.shape(curve)[-1:] or jnp.shape(curve)[-1:] < (2,):
+    raise ValueError(f"`curve` needs at least 2 points, as many as `fractions`; got curve "
+                     f"{tuple(jnp.shape(curve))}, fractions {tuple(jnp.shape(fractions))}.")
   if auc == "mean":
     return curve[..., 1:].mean(-1)
   if auc == "trapezoid":
@@ -110,7 +116,10 @@ def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets:
                              baseline, segments: Optional[Array] = None, step: int,
                              fraction: float = 1.0, chunk_size: Optional[int] = None):
   """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`."""
-  chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
+  if attributions.shape[:1] != xb.shape[:1] or jnp.shape(targets) != xb.shape[:1]:
+    raise ValueError(f"`xb`, `attributions` and `targets` need the same batch size, targets of "
+                     f"shape (B,); got xb {tuple(xb.shape)}, attributions "
+                     f"{tuple(attributions.shape)}, targets {tuple(jnp.shape(targets))}.")
   fn = lambda x, a, t: insertion_deletion_curves(
       logits_fn, x, a, t, baseline=baseline, segments=segments, step=step, fraction=fraction,
       chunk_size=chunk_size)
