@@ -1,5 +1,7 @@
 """Hard insertion/deletion curves against a brute-force float64 NumPy implementation."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -137,32 +139,38 @@ def test_scores_and_batch_match_curves(kind):
   np.testing.assert_allclose(fr, ref_fr, atol=1e-7)
 
 
+def _traced(fn, *args, **kwargs):
+  """Calls `fn` under `jit` (the checks fire while tracing; nothing runs op by op)."""
+  return jax.jit(lambda: fn(*args, **kwargs))()
+
+
 def test_wrong_inputs_name_the_argument():
   logits_fn = lambda xb: xb.reshape(xb.shape[0], -1)[:, :3]
   x = jnp.zeros((4, 4, 1))
+  phi = jnp.zeros((16,))
+  curve = functools.partial(_traced, curves.insertion_deletion_curves, logits_fn, x, target=0)
   kw = dict(baseline=0.0, step=2)
   with pytest.raises(ValueError, match="`attribution`"):
-    curves.insertion_deletion_curves(logits_fn, x, jnp.zeros((15,)), 0, **kw)
+    curve(attribution=jnp.zeros((15,)), **kw)
   with pytest.raises(ValueError, match="`attribution`"):
-    curves.insertion_deletion_curves(logits_fn, x, jnp.zeros((16,)), 0, baseline=0.0, step=2,
-                                     segments=masking.grid_segments(4, 4, 2))
+    curve(attribution=phi, segments=masking.grid_segments(4, 4, 2), **kw)
   with pytest.raises(ValueError, match="`segments`"):
-    curves.insertion_deletion_curves(logits_fn, x, jnp.zeros((4,)), 0, baseline=0.0, step=2,
-                                     segments=masking.grid_segments(4, 2, 2))
+    curve(attribution=jnp.zeros((4,)), segments=masking.grid_segments(4, 2, 2), **kw)
   with pytest.raises(ValueError, match="`fraction`"):
-    curves.insertion_deletion_curves(logits_fn, x, jnp.zeros((16,)), 0, fraction=0.0, **kw)
+    curve(attribution=phi, fraction=0.0, **kw)
   with pytest.raises(ValueError, match="`step`"):
-    curves.insertion_deletion_curves(logits_fn, x, jnp.zeros((16,)), 0, baseline=0.0, step=0)
+    curve(attribution=phi, baseline=0.0, step=0)
   with pytest.raises(ValueError, match="`step`"):  # no point besides k = 0: would give NaN
-    curves.insertion_deletion_scores(logits_fn, x, jnp.zeros((16,)), 0, baseline=0.0, step=9,
-                                     fraction=0.5)
+    _traced(curves.insertion_deletion_scores, logits_fn, x, phi, 0, baseline=0.0, step=9,
+            fraction=0.5)
   with pytest.raises(ValueError, match="`auc`"):
-    curves.insertion_deletion_scores(logits_fn, x, jnp.zeros((16,)), 0, auc="sum", **kw)
+    _traced(curves.insertion_deletion_scores, logits_fn, x, phi, 0, auc="sum", **kw)
   with pytest.raises(ValueError, match="`curve`"):
-    curves.curve_auc(jnp.zeros((3,)), jnp.zeros((4,)))
+    _traced(curves.curve_auc, jnp.zeros((3,)), jnp.zeros((4,)))
+  xb = jnp.zeros((2, 4, 4, 1))
   with pytest.raises(ValueError, match="`targets`"):
-    curves.batch_insertion_deletion(logits_fn, jnp.zeros((2, 4, 4, 1)), jnp.zeros((2, 16)),
-                                    jnp.zeros((3,), jnp.int32), **kw)
+    _traced(curves.batch_insertion_deletion, logits_fn, xb, jnp.zeros((2, 16)),
+            jnp.zeros((3,), jnp.int32), **kw)
   with pytest.raises(ValueError, match="`attributions`"):
-    curves.batch_insertion_deletion(logits_fn, jnp.zeros((2, 4, 4, 1)), jnp.zeros((3, 16)),
-                                    jnp.zeros((2,), jnp.int32), **kw)
+    _traced(curves.batch_insertion_deletion, logits_fn, xb, jnp.zeros((3, 16)),
+            jnp.zeros((2,), jnp.int32), **kw)
