@@ -9,7 +9,6 @@ the ID-ExpO reference code does (kept for ablation).
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -39,11 +38,15 @@ def grad_cam_batch(predictor, xb: Array, targets: Array, *, upsample: str = "nea
   batch statistics).
   """
   predictor = as_predictor(predictor)
-  chex.assert_rank(xb, {3, 4})
-  chex.assert_shape(targets, (xb.shape[0],))
+  if xb.ndim not in (3, 4):
+    raise ValueError(f"`xb` must be a batch of images (B, H, W, C); got shape {tuple(xb.shape)}.")
+  if jnp.shape(targets) != xb.shape[:1]:
+    raise ValueError(f"`targets` must have shape (B,) = ({xb.shape[0]},); got "
+                     f"{tuple(jnp.shape(targets))}.")
   feats = predictor.features(xb)
   if feats.ndim != 4:
-    raise ValueError(f"Grad-CAM needs `features` to return maps (B, h, w, F); got {feats.shape}.")
+    raise ValueError(f"Grad-CAM needs `features` to return maps (B, h, w, F); got "
+                     f"{tuple(feats.shape)}.")
 
   def score(a):
     logits = predictor.head(a)
@@ -73,6 +76,10 @@ def grad_cam(predictor, x: Array, target, key=None, *, upsample: str = "nearest"
     The non-negative map, shape `(H, W)`.
   """
   del key
-  chex.assert_rank(x, 3)
+  if x.ndim != 3:
+    raise ValueError(f"`x` must be one image (H, W, C) without batch axis; got shape "
+                     f"{tuple(x.shape)}.")
+  if jnp.size(target) != 1:
+    raise ValueError(f"`target` must be a scalar class index; got shape {jnp.shape(target)}.")
   return grad_cam_batch(predictor, x[None], jnp.asarray(target).reshape(1), upsample=upsample,
                         second_order=second_order)[0]
