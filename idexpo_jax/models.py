@@ -62,7 +62,8 @@ class SmallCNN(nnx.Module):
   def features(self, x: Array) -> Array:
     x = jax.nn.relu(self.conv1(x))
     x = jax.nn.relu(self.conv2(x))
-    return nnx.avg_pool(x, (2, 2), strides=(2, 2))
+    # count_include_pad=False: same values (VALID), no int divisor under strict dtype promotion.
+    return nnx.avg_pool(x, (2, 2), strides=(2, 2), count_include_pad=False)
 
   def head(self, a: Array) -> Array:
     a = jax.nn.relu(self.conv3(a))
@@ -144,7 +145,9 @@ def predictor_fn(graphdef, params, rest) -> Predictor:
 
 def logits_with_state(graphdef, params, rest, xb: Array):
   """Runs the model and returns `(logits, new_rest)`: for pre-training with BatchNorm updates."""
-  model = nnx.merge(graphdef, params, rest)
+  # copy=True: fresh Variables at the current trace level (under `grad` inside `jit`, mutating
+  # the BatchStat objects of `rest` raises flax's TraceContextError).
+  model = nnx.merge(graphdef, params, rest, copy=True)
   logits = model(xb)
   _, _, new_rest = nnx.split(model, nnx.Param, ...)
   return logits, new_rest
