@@ -23,9 +23,16 @@ def input_gradients(logits_fn, x: Array, *, reduce: str = "sum_log_prob") -> Arr
     An array of the shape of `x`.
   """
   logits_fn = as_logits_fn(logits_fn)
+  if reduce not in ("sum_log_prob", "max_prob"):
+    raise ValueError(f"`reduce` must be 'sum_log_prob' or 'max_prob'; got {reduce!r}.")
 
   def summary(xi):
-    logits = logits_fn(xi[None])[0]
+    logits = logits_fn(xi[None])
+    if logits.ndim != 2 or logits.shape[0] != 1:
+      raise ValueError(f"`x` must be one example without batch axis (the model maps x[None] to "
+                       f"logits (1, K)); got x {tuple(x.shape)} giving logits "
+                       f"{tuple(logits.shape)}.")
+    logits = logits[0]
     if reduce == "sum_log_prob":
       return jax.nn.log_softmax(logits).sum()
     if reduce == "max_prob":
