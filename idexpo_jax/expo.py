@@ -1,0 +1,150 @@
+"""ExpO's explanation regularisers (Plumb et al., NeurIPS 2020; SPEC §5).
+
+Each term is `(logits_fn, xb, key, **options) -> (scalar, aux dict)` and composes with any other
+loss in one jitted train step, e.g. `mse + weight · expo_fidelity(f, xb[:16], key)[0]`.
+
+* `expo_fidelity`: neighbours `x' = x + N(0, σ²I)` (σ = 0.5, `m = max(20, 2D)` of them), an
+  ordinary-least-squares affine fit `[x', 1] → f(x')` per example, loss = mean squared residual.
+  The fit's projection is data: the residual is `(I − H) f(x')` with the hat matrix `H` of the
+  design, so the gradient flows only through `f(x')`.
+* `expo_fidelity_1d`: the same with one random feature per example perturbed (20 samples) and a
+  1-D affine fit.
+* `expo_stability`: `mean ‖f(x) − f(x + u)‖²`, `u ~ U(−r, r)^D` (r = 0.05).
+
+The outputs that are fitted follow `idexpo_jax.local_linear` (`output="raw"` for regression with
+`(B,)` or `(B, 1)` values; `"prob"` fits every class probability; `"predicted_prob"` the probability
+of the class predicted at the clean `x`). Squared errors are summed over outputs and averaged over
+neighbours and examples.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from idexpo_jax.local_linear import (affine_predict, check_output, check_positive, check_tabular,
+                                     model_outputs, predicted_class, sq_error)
+from idexpo_jax.lstsq import weighted_least_squares
+
+Array = jax.Array
+
+
+def _targets(logits_fn, xb: Array, output: str, n: int):
+  """Per-neighbour class for "predicted_prob" (the class at the clean example), else None."""
+  if output != "predicted_prob":
+    return None
+  return jnp.repeat(predicted_class(logits_fn, xb), n)
+
+
+def _local_fit_loss(logits_fn, xb: Array, design: Array, neighbours: Array, output: str):
+  """Mean over neighbours of the squared residual of the affine fit `design → f(neighbours)`.
+
+  Args:
+    design: `(B, m, p)` regressors (data).
+    neighbours: `(B, m, D)` inputs whose outputs are fitted.
+
+  Returns:
+    `(residual_sq (B,), neighbour_var (B,))`.
+  """
+  b, m = neighbours.shape[:2]
+  values = model_outputs(logits_fn, neighbours.reshape(b * m, -1), output=output,
+                         target=_targets(logits_fn, xb, output, m))
+  values = values.reshape(b, m, *values.shape[1:])
+  ones = jnp.ones((m,), values.dtype)
+
+  def one(z, v):
+    coef, intercept = weighted_least_squares(z, v, ones)
+    resid_sq = sq_error(v, affine_predict(coef, intercept, z.astype(v.dtype))).mean()
+    return resid_sq, sq_error(v, v.mean(axis=0)).mean()
+
+  return jax.vmap(one)(design, values)
+
+
+def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int] = None,
+                  sigma=0.5, output: str = "raw"):
+  """ExpO-Fidelity: how badly an affine model fits `f` in a Gaussian neighbourhood of each `x`.
+
+  Args:
+    logits_fn: `xb -> (B,)` or `(B, K)`, or a `Predictor`.
+    xb: batch `(B, D)` (ExpO regularises a batch of 16 beside the loss batch).
+    key: PRNG key for the neighbours.
+    n_neighbors: neighbours per example, `m > D` (default `max(20, 2D)`).
+    sigma: standard deviation of the neighbourhood (0.5 for regularising in the paper).
+    output: "raw", "prob" or "predicted_prob" (see `idexpo_jax.local_linear`).
+
+  Returns:
+    `(loss, aux)`: `loss = mean_x mean_{x'} ‖f(x') − e_x(x')‖²` with `e_x` the least-squares fit;
+    aux `neighbour_var` = mean squared deviation of `f(x')` from its neighbourhood mean (the loss
+    divided by it is the unexplained fraction `1 − R²`).
+  """
+  check_tabular(xb, "xb", 2)
+  check_output(output)
+  check_positive(sigma, "sigma")
+  dim = xb.shape[1]
+  m = max(20, 2 * dim) if n_neighbors is None else n_neighbors
+  if m <= dim:
+    raise ValueError(f"`n_neighbors` must exceed the number of features D = {dim} for an affine "
+                     f"fit; got {m}.")
+  offsets = sigma * jax.random.normal(key, (xb.shape[0], m, dim), xb.dtype)
+  resid, var = _local_fit_loss(logits_fn, xb, offsets, xb[:, None] + offsets, output)
+  return resid.mean(), {"neighbour_var": var.mean()}
+
+
+def expo_fidelity_1d(logits_fn, xb: Array, key: Array, *, n_neighbors: int = 20, sigma=0.5,
+                     output: str = "raw"):
+  """ExpO-1D-Fidelity: the affine fit along one random feature per example.
+
+  For each `x` a feature `j ~ U{0..D−1}` and `t ~ N(0, σ²)` (`n_neighbors` samples) give
+  `x' = x + t·e_j`; the 1-D fit `t → f(x')` (slope and intercept) is least squares.
+
+  Args:
+    logits_fn, xb, key, sigma, output: as in `expo_fidelity`.
+    n_neighbors: samples per example (20 in the paper, ≥ 3).
+
+  Returns:
+    `(loss, aux)` as in `expo_fidelity`.
+  """
+  check_tabular(xb, "xb", 2)
+  check_output(output)
+  check_positive(sigma, "sigma")
+  if n_neighbors < 3:
+    raise ValueError(f"`n_neighbors` must be at least 3 for a 1-D affine fit; got {n_neighbors}.")
+  b, dim = xb.shape
+  k_feat, k_t = jax.random.split(key)
+  feature = jax.random.randint(k_feat, (b,), 0, dim)
+  t = sigma * jax.random.normal(k_t, (b, n_neighbors, 1), xb.dtype)
+  neighbours = xb[:, None] + t * jax.nn.one_hot(feature, dim, dtype=xb.dtype)[:, None]
+  resid, var = _local_fit_loss(logits_fn, xb, t, neighbours, output)
+  return resid.mean(), {"neighbour_var": var.mean()}
+
+
+def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors: int = 1,
+                   output: str = "raw"):
+  """ExpO-Stability: `mean ‖f(x) − f(x + u)‖²` with `u ~ U(−r, r)^D`.
+
+  Args:
+    logits_fn, xb, output: as in `expo_fidelity`.
+    key: PRNG key for `u`.
+    radius: half-width `r` of the uniform perturbation (0.05 in the paper).
+    n_neighbors: perturbations per example (1 in the paper).
+
+  Returns:
+    `(loss, aux)`; aux `max_change` = the largest per-example mean squared change.
+    For an affine model `f(x) = Wx + b`, `E loss = r²/3 · ‖W‖²_F`.
+  """
+  check_tabular(xb, "xb", 2)
+  check_output(output)
+  check_positive(radius, "radius")
+  if n_neighbors < 1:
+    raise ValueError(f"`n_neighbors` must be at least 1; got {n_neighbors}.")
+  b, dim = xb.shape
+  u = jax.random.uniform(key, (b, n_neighbors, dim), xb.dtype, -radius, radius)
+  target = _targets(logits_fn, xb, output, 1)
+  clean = model_outputs(logits_fn, xb, output=output, target=target)
+  moved = model_outputs(logits_fn, (xb[:, None] + u).reshape(b * n_neighbors, dim),
+                        output=output, target=_targets(logits_fn, xb, output, n_neighbors))
+  change = sq_error(jnp.repeat(clean, n_neighbors, axis=0), moved).reshape(b, n_neighbors)
+  per_example = change.mean(axis=1)
+  return per_example.mean(), {"max_change": per_example.max()}
