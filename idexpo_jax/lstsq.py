@@ -38,8 +38,8 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
     `(coef, intercept)`: `(d,)` and `()` (or `(d, k)` and `(k,)` for 2-D `f`).
   """
   if z.ndim != 2 or w.shape != (z.shape[0],) or f.shape[0] != z.shape[0]:
-    raise ValueError(f"weighted_least_squares needs z (N, d), f (N,) or (N, k), w (N,); got z "
-                     f"{z.shape}, f {f.shape}, w {w.shape}.")
+    raise ValueError(f"weighted_least_squares needs `z` (N, d), `f` (N,) or (N, k), `w` (N,); "
+                     f"got z {z.shape}, f {f.shape}, w {w.shape}.")
   z = z.astype(f.dtype)
   w = w.astype(f.dtype)
   if fit_intercept:
@@ -77,6 +77,12 @@ def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset):
   Returns:
     `φ` of shape `(d,)`.
   """
+  if z.ndim != 2 or f.shape != (z.shape[0],) or w.shape != (z.shape[0],):
+    raise ValueError(f"constrained_least_squares needs `z` (N, d), `f` (N,) and `w` (N,); got z "
+                     f"{tuple(z.shape)}, f {tuple(f.shape)}, w {tuple(w.shape)}.")
+  if jnp.size(total) != 1 or jnp.size(offset) != 1:
+    raise ValueError(f"`total` and `offset` must be scalars; got shapes {jnp.shape(total)} and "
+                     f"{jnp.shape(offset)}.")
   z = z.astype(f.dtype)
   d = z.shape[1]
   if d == 1:

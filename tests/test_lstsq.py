@@ -1,0 +1,92 @@
+"""The least-squares solvers against scikit-learn and a float64 KKT solve."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import LinearRegression, Ridge
+
+from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
+
+
+def _data(n=60, d=5, k=None, seed=0, binary=False):
+  rng = np.random.default_rng(seed)
+  z = rng.integers(0, 2, size=(n, d)).astype(np.float64) if binary else rng.normal(size=(n, d))
+  f = rng.normal(size=(n,) if k is None else (n, k))
+  w = rng.uniform(0.1, 2.0, size=n)
+  return z, f, w
+
+
+_wls = jax.jit(weighted_least_squares, static_argnames=("fit_intercept",))
+
+
+@pytest.mark.parametrize("ridge", [0.0, 0.5, 3.0])
+@pytest.mark.parametrize("binary", [False, True])
+def test_matches_sklearn_ridge(ridge, binary):
+  z, f, w = _data(binary=binary, seed=int(ridge * 10) + binary)
+  coef, intercept = _wls(jnp.asarray(z, jnp.float32), jnp.asarray(f, jnp.float32),
+                         jnp.asarray(w, jnp.float32), ridge=ridge)
+  ref = (LinearRegression() if ridge == 0 else Ridge(alpha=ridge)).fit(z, f, sample_weight=w)
+  np.testing.assert_allclose(coef, ref.coef_, atol=1e-5)
+  np.testing.assert_allclose(intercept, ref.intercept_, atol=1e-5)
+
+
+def test_multi_output_and_no_intercept():
+  z, f, w = _data(k=3, seed=5)
+  args = [jnp.asarray(a, jnp.float32) for a in (z, f, w)]
+  coef, intercept = _wls(*args, ridge=1.0)
+  ref = Ridge(alpha=1.0).fit(z, f, sample_weight=w)
+  assert coef.shape == (5, 3) and intercept.shape == (3,)
+  np.testing.assert_allclose(coef, ref.coef_.T, atol=1e-5)
+  np.testing.assert_allclose(intercept, ref.intercept_, atol=1e-5)
+  coef, intercept = _wls(*args, ridge=1.0, fit_intercept=False)
+  ref = Ridge(alpha=1.0, fit_intercept=False).fit(z, f, sample_weight=w)
+  np.testing.assert_allclose(coef, ref.coef_.T, atol=1e-5)
+  np.testing.assert_array_equal(intercept, 0.0)
+
+
+def test_gradient_wrt_targets_is_the_hat_matrix():
+  """`coef` is linear in `f`: its Jacobian equals `(Z̃ᵀWZ̃ + λI)⁻¹ Z̃ᵀW(I − 1wᵀ/Σw)` (float64)."""
+  z, f, w = _data(n=20, d=3, seed=6)
+  jac = jax.jit(jax.jacrev(lambda f: weighted_least_squares(
+      jnp.asarray(z, jnp.float32), f, jnp.asarray(w, jnp.float32), ridge=0.7)[0]))(
+          jnp.asarray(f, jnp.float32))
+  zc = z - (w @ z) / w.sum()
+  center = np.eye(20) - np.outer(np.ones(20), w) / w.sum()
+  hat = np.linalg.solve(zc.T @ (w[:, None] * zc) + 0.7 * np.eye(3), zc.T * w) @ center
+  np.testing.assert_allclose(jac, hat, atol=1e-5)
+
+
+def kkt_reference(z, f, w, total, offset):
+  """min Σ w (f − offset − zφ)² s.t. 1ᵀφ = total, from the KKT system in float64."""
+  d = z.shape[1]
+  a = np.zeros((d + 1, d + 1))
+  a[:d, :d] = 2 * z.T @ (w[:, None] * z)
+  a[:d, d] = a[d, :d] = 1.0
+  rhs = np.concatenate([2 * z.T @ (w * (f - offset)), [total]])
+  return np.linalg.solve(a, rhs)[:d]
+
+
+@pytest.mark.parametrize("d", [1, 2, 6])
+def test_constrained_matches_kkt(d):
+  z, f, w = _data(n=40, d=d, seed=d, binary=True)
+  total, offset = 0.8, -0.3
+  phi = jax.jit(lambda z, f, w, t: constrained_least_squares(z, f, w, total=t, offset=offset))(
+      *[jnp.asarray(a, jnp.float32) for a in (z, f, w)], jnp.float32(total))
+  assert phi.shape == (d,)
+  np.testing.assert_allclose(phi.sum(), total, atol=1e-5)  # the constraint holds
+  np.testing.assert_allclose(phi, kkt_reference(z, f, w, total, offset), atol=1e-4)
+
+
+def test_wrong_shapes_name_the_argument():
+  z, f, w = (jnp.zeros((8, 3)), jnp.zeros((8,)), jnp.ones((8,)))
+  with pytest.raises(ValueError, match="`w`"):
+    weighted_least_squares(z, f, jnp.ones((7,)))
+  with pytest.raises(ValueError, match="`z`"):
+    weighted_least_squares(jnp.zeros((8,)), f, w)
+  with pytest.raises(ValueError, match="`f`"):
+    constrained_least_squares(z, jnp.zeros((8, 2)), w, total=1.0, offset=0.0)
+  with pytest.raises(ValueError, match="`w`"):
+    constrained_least_squares(z, f, jnp.ones((9,)), total=1.0, offset=0.0)
+  with pytest.raises(ValueError, match="`total`"):
+    constrained_least_squares(z, f, w, total=jnp.ones((3,)), offset=0.0)
