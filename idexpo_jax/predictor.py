@@ -59,8 +59,13 @@ def target_log_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
   logits = logits_fn(xb)
   if logits.ndim != 2:
     raise ValueError(f"`logits_fn` must return logits of shape (B, K); got {logits.shape}.")
+  target = jnp.asarray(target)
+  if target.ndim != 0:
+    raise ValueError(f"`target` must be a scalar class index; got shape {target.shape}.")
+  if not isinstance(target, jax.core.Tracer) and not 0 <= int(target) < logits.shape[-1]:
+    raise ValueError(f"`target` must be in [0, {logits.shape[-1]}); got {int(target)}.")
   log_p = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take(log_p, jnp.asarray(target), axis=-1)
+  return jnp.take(log_p, target, axis=-1)
 
 
 def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
