@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -41,8 +40,9 @@ def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Ca
     `attribution_sq` (`mean(φ²)`, the λ₂ term).
   """
   predictor = as_predictor(predictor)
-  chex.assert_equal_shape_prefix([xb, yb], 1)
-  chex.assert_rank(yb, 1)
+  if yb.ndim != 1 or xb.ndim < 2 or yb.shape[0] != xb.shape[0]:
+    raise ValueError(f"`yb` must hold one target per example of `xb`, shape (B,); got xb "
+                     f"{tuple(xb.shape)} and yb {tuple(yb.shape)}.")
   keys = jax.random.split(key, xb.shape[0])
 
   def one(x, y, k):

@@ -1,0 +1,89 @@
+"""The ID-ExpO penalty on a batch against a loop over examples."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from idexpo_jax.grad_cam import grad_cam
+from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.masking import grid_segments
+from idexpo_jax.predictor import Predictor
+from idexpo_jax.soft_curves import soft_insertion_deletion
+
+KW = dict(baseline=0.1, n_steps=8, fraction=0.5, temperature=2.0)
+
+
+def _predictor(params):
+  v, u, w = params
+
+  def features(xb):
+    a = jnp.tanh(xb @ v)
+    b, h, wd, f = a.shape
+    return a.reshape(b, h // 2, 2, wd // 2, 2, f).mean(axis=(2, 4))
+
+  return Predictor(features, lambda a: jnp.tanh(a @ u).mean(axis=(1, 2)) @ w)
+
+
+def _setup(seed=0):
+  rng = np.random.default_rng(seed)
+  params = tuple(jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(2, 3), (3, 3), (3, 4)])
+  xb = jnp.asarray(rng.normal(size=(3, 8, 8, 2)), jnp.float32)
+  yb = jnp.asarray([0, 3, 1], jnp.int32)
+  return params, xb, yb
+
+
+@pytest.mark.parametrize("deletion", ["ratio", "direct"])
+def test_penalty_equals_loop_over_examples(deletion):
+  params, xb, yb = _setup()
+  key = jax.random.key(0)
+  pen, aux = jax.jit(lambda p: idexpo_penalty(_predictor(p), xb, yb, key, explainer=grad_cam,
+                                              deletion=deletion, **KW))(params)
+
+  @jax.jit
+  def one(p, x, y):  # one example at a time, no vmap
+    phi = grad_cam(_predictor(p), x, y)
+    c_i, c_d = soft_insertion_deletion(_predictor(p), x, phi, y, deletion=deletion, **KW)
+    return c_i, c_d, jnp.mean(phi ** 2)
+
+  cins, cdel, sq = zip(*[one(params, xb[i], yb[i]) for i in range(3)])
+  np.testing.assert_allclose(pen, np.mean(cins) + np.mean(cdel), rtol=1e-5)
+  np.testing.assert_allclose(aux["cins"], np.mean(cins), rtol=1e-5)
+  np.testing.assert_allclose(aux["cdel"], np.mean(cdel), rtol=1e-5)
+  np.testing.assert_allclose(aux["attribution_sq"], np.mean(sq), rtol=1e-5)
+
+
+def test_explainer_gets_one_split_key_per_example_and_segments():
+  """A key-dependent explainer on segments: the keys are `split(key, B)` in order."""
+  params, xb, yb = _setup(1)
+  segments = grid_segments(8, 8, 4)
+  key = jax.random.key(3)
+  explainer = lambda pred, x, y, k: jax.random.normal(k, (4,))
+  pen, _ = jax.jit(lambda p: idexpo_penalty(_predictor(p), xb, yb, key, explainer=explainer,
+                                            segments=segments, **KW))(params)
+  one = jax.jit(lambda p, x, y, k: sum(soft_insertion_deletion(
+      _predictor(p), x, explainer(None, None, None, k), y, segments=segments, **KW)))
+  keys = jax.random.split(key, 3)
+  ref = [one(params, xb[i], yb[i], keys[i]) for i in range(3)]
+  np.testing.assert_allclose(pen, np.mean(ref), rtol=1e-5)
+
+
+def test_gradient_is_finite_and_reaches_every_parameter():
+  params, xb, yb = _setup(2)
+  grads = jax.jit(jax.grad(lambda p: idexpo_penalty(_predictor(p), xb, yb, jax.random.key(0),
+                                                    explainer=grad_cam, **KW)[0]))(params)
+  for g in grads:
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
+
+
+def test_wrong_shapes_name_the_argument():
+  params, xb, yb = _setup()
+  call = lambda xb, yb: jax.jit(lambda: idexpo_penalty(
+      _predictor(params), xb, yb, jax.random.key(0), explainer=grad_cam, **KW))()
+  with pytest.raises(ValueError, match="`yb`"):
+    call(xb, yb[:2])
+  with pytest.raises(ValueError, match="`yb`"):
+    call(xb, yb[:, None])
+  with pytest.raises(ValueError, match="`attribution`"):  # explainer returns the wrong size
+    jax.jit(lambda: idexpo_penalty(_predictor(params), xb, yb, jax.random.key(0),
+                                   explainer=lambda *a: jnp.zeros((5,)), **KW))()
