@@ -1,0 +1,242 @@
+"""KernelSHAP vs brute-force Shapley values (float64), the `shap` package and closed forms."""
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import shap
+from jax.test_util import check_grads
+
+from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.kernel_shap import kernel_shap, sample_coalitions
+from idexpo_jax.masking import grid_segments
+
+
+def init_params(key, d_in, n_classes=3, hidden=5):
+  k1, k2, k3 = jax.random.split(key, 3)
+  return {"w1": jax.random.normal(k1, (d_in, hidden)) / np.sqrt(d_in),
+          "b1": jax.random.normal(k2, (hidden,)),
+          "w2": jax.random.normal(k3, (hidden, n_classes))}
+
+
+def logits(params, xb):
+  h = jax.nn.softplus(xb.reshape(xb.shape[0], -1) @ params["w1"] + params["b1"])
+  return h @ params["w2"]
+
+
+def numpy_value(params, output, target):
+  """The explained value in float64 NumPy (independent of the JAX model code)."""
+  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+  def value(xb):
+    out = np.logaddexp(0.0, xb.reshape(xb.shape[0], -1) @ p["w1"] + p["b1"]) @ p["w2"]
+    if output == "logit":
+      return out[:, target]
+    out = np.exp(out - out.max(1, keepdims=True))
+    return (out / out.sum(1, keepdims=True))[:, target]
+  return value
+
+
+def brute_force_shapley(value, x, b, unit_of):
+  """Shapley values by the permutation-free subset formula, every coalition evaluated exactly."""
+  d = int(unit_of.max()) + 1
+  subsets = list(itertools.product([0, 1], repeat=d))
+  xs = np.stack([np.where(np.asarray(s)[unit_of] > 0, x, b) for s in subsets])
+  v = dict(zip(subsets, value(xs)))
+  phi = np.zeros(d)
+  for s in subsets:
+    k = sum(s)
+    for i in range(d):
+      if not s[i]:
+        with_i = s[:i] + (1,) + s[i + 1:]
+        phi[i] += math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d) * (
+            v[with_i] - v[s])
+  return phi
+
+
+@pytest.mark.parametrize("d,output,image", [(3, "prob", False), (8, "prob", False),
+                                            (6, "logit", False), (4, "prob", True)])
+def test_exact_regime_equals_brute_force_shapley(d, output, image):
+  shape = (4, 4, 2) if image else (d,)
+  seg = grid_segments(4, 4, 2) if image else None
+  params = init_params(jax.random.PRNGKey(d), int(np.prod(shape)))
+  x = jax.random.normal(jax.random.PRNGKey(1), shape)
+  b = jnp.full(shape, 0.3)
+  phi = jax.jit(lambda x: kernel_shap(functools.partial(logits, params), x, 2,
+                                      jax.random.PRNGKey(0), segments=seg, baseline=b,
+                                      output=output))(x)
+  unit_of = (np.broadcast_to(seg[..., None], shape) if image else np.arange(d))
+  ref = brute_force_shapley(numpy_value(params, output, 2), np.asarray(x, np.float64),
+                            np.asarray(b, np.float64), unit_of)
+  np.testing.assert_allclose(phi, ref, atol=2e-6)
+
+
+def test_exact_regime_in_float64(x64):
+  with x64():
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), init_params(jax.random.PRNGKey(0), 7))
+    x = jax.random.normal(jax.random.PRNGKey(1), (7,), jnp.float64)
+    b = jnp.zeros((7,), jnp.float64)
+    phi = kernel_shap(functools.partial(logits, params), x, 0, jax.random.PRNGKey(0), baseline=b)
+    ref = brute_force_shapley(numpy_value(params, "prob", 0), np.asarray(x), np.asarray(b),
+                              np.arange(7))
+    np.testing.assert_allclose(phi, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("output", ["prob", "logit"])
+def test_matches_shap_kernel_explainer_with_one_background_row(output):
+  d = 6
+  params = init_params(jax.random.PRNGKey(2), d)
+  x = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (d,)), np.float64)
+  b = np.linspace(-1.0, 1.0, d)
+  explainer = shap.KernelExplainer(numpy_value(params, output, 1), b[None])
+  ref = explainer.shap_values(x[None], silent=True)[0]
+  phi = jax.jit(lambda x: kernel_shap(functools.partial(logits, params), x, 1,
+                                      jax.random.PRNGKey(0), baseline=jnp.asarray(b, jnp.float32),
+                                      output=output))(jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(phi, ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("d,n_samples", [(6, 512), (12, 256)])
+def test_affine_probability_recovers_weight_times_displacement(d, n_samples):
+  w = jnp.linspace(-0.03, 0.04, d)
+  b = jnp.linspace(-1.0, 1.0, d)
+  x = jax.random.normal(jax.random.PRNGKey(5), (d,))
+
+  def affine(xb):  # two classes; p_1(x) = 0.5 + w·x exactly
+    q = 0.5 + xb @ w
+    return jnp.stack([jnp.log1p(-q), jnp.log(q)], axis=-1)
+
+  phi = jax.jit(lambda x: kernel_shap(affine, x, 1, jax.random.PRNGKey(0), baseline=b,
+                                      n_samples=n_samples))(x)
+  np.testing.assert_allclose(phi, w * (x - b), atol=1e-6)
+
+
+@pytest.mark.parametrize("d,n_samples", [(6, 512), (12, 256)])
+def test_linear_model_logit_output_is_exact(d, n_samples):
+  w = jax.random.normal(jax.random.PRNGKey(6), (d, 3))
+  b = jnp.linspace(-1.0, 1.0, d)
+  x = jax.random.normal(jax.random.PRNGKey(7), (d,))
+  phi = jax.jit(lambda x: kernel_shap(lambda xb: xb @ w + 1.0, x, 2, jax.random.PRNGKey(0),
+                                      baseline=b, n_samples=n_samples, output="logit"))(x)
+  np.testing.assert_allclose(phi, w[:, 2] * (x - b), atol=1e-5)
+
+
+def test_efficiency_holds_to_float32_rounding_in_the_sampling_regime():
+  d = 20
+  params = init_params(jax.random.PRNGKey(8), d)
+  x = jax.random.normal(jax.random.PRNGKey(9), (d,))
+  b = jnp.zeros((d,))
+  phi = jax.jit(lambda x: kernel_shap(functools.partial(logits, params), x, 0,
+                                      jax.random.PRNGKey(0), baseline=b, n_samples=128))(x)
+  value = numpy_value(params, "prob", 0)
+  total = value(np.asarray(x, np.float64)[None])[0] - value(np.zeros((1, d)))[0]
+  eps = np.finfo(np.float32).eps
+  assert abs(float(jnp.sum(phi)) - total) <= 4 * d * eps * max(1.0, float(jnp.abs(phi).sum()))
+
+
+def test_sampled_coalitions_follow_the_shapley_kernel():
+  d, n = 7, 40000
+  z = np.asarray(jax.jit(lambda k: sample_coalitions(k, d, n))(jax.random.PRNGKey(0)))
+  assert z.shape == (n, d)
+  np.testing.assert_array_equal(z[0::2] + z[1::2], 1.0)  # paired complements
+  sizes = z[0::2].sum(1).astype(int)
+  assert sizes.min() >= 1 and sizes.max() <= d - 1
+  k = np.arange(1, d)
+  expected = (d - 1) / (k * (d - k))
+  expected /= expected.sum()
+  freq = np.bincount(sizes, minlength=d)[1:] / len(sizes)
+  assert np.all(np.abs(freq - expected) < 5 * np.sqrt(expected * (1 - expected) / len(sizes)))
+  # Given its size, a coalition is a uniform subset: every unit is in it with probability k/d.
+  for size in (1, 3):
+    rows = z[0::2][sizes == size]
+    np.testing.assert_allclose(rows.mean(0), size / d, atol=5 * np.sqrt(1 / (4 * len(rows))))
+
+
+def test_sampling_regime_approaches_exact_shapley_values():
+  d = 8
+  params = init_params(jax.random.PRNGKey(10), d)
+  x = 2.0 * jax.random.normal(jax.random.PRNGKey(11), (d,))
+  b = jnp.zeros((d,))
+  ref = brute_force_shapley(numpy_value(params, "prob", 1), np.asarray(x, np.float64),
+                            np.zeros(d), np.arange(d))
+  keys = jax.random.split(jax.random.PRNGKey(0), 8)
+  phis = jax.jit(jax.vmap(lambda k: kernel_shap(functools.partial(logits, params), x, 1, k,
+                                                baseline=b, n_samples=200)))(keys)
+  err = np.abs(np.asarray(phis) - ref).max(1)
+  assert np.all(err < 0.1 * np.abs(ref).max()), (err, np.abs(ref).max())
+  # The mean over independent keys is closer still (the estimator is nearly unbiased).
+  assert np.abs(np.asarray(phis).mean(0) - ref).max() < 0.5 * err.mean()
+
+
+@pytest.mark.parametrize("d", [4, 9])  # exact and sampling regime
+def test_gradients_match_finite_differences(x64, d):
+  with x64():
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), init_params(jax.random.PRNGKey(0), d))
+    x = jax.random.normal(jax.random.PRNGKey(1), (d,), jnp.float64)
+    r = jax.random.normal(jax.random.PRNGKey(2), (d,), jnp.float64)
+
+    def loss(params):
+      phi = kernel_shap(functools.partial(logits, params), x, 0, jax.random.PRNGKey(3),
+                        baseline=jnp.zeros((d,), jnp.float64), n_samples=64)
+      return jnp.sum(phi * r)
+
+    check_grads(jax.jit(loss), (params,), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+
+
+def test_same_key_vmap_loop_and_chunks_agree():
+  seg = grid_segments(8, 8, 2)  # 16 units: sampling regime
+  params = init_params(jax.random.PRNGKey(0), 64)
+  fn = functools.partial(logits, params)
+  xb = jax.random.normal(jax.random.PRNGKey(12), (3, 8, 8, 1))
+  yb = jnp.array([0, 2, 1])
+  keys = jax.random.split(jax.random.PRNGKey(13), 3)
+
+  def one(x, y, k, c=None, output="prob"):
+    return kernel_shap(fn, x, y, k, segments=seg, baseline=0.0, n_samples=64, output=output,
+                       chunk_size=c)
+
+  jitted = jax.jit(one)
+  np.testing.assert_array_equal(jitted(xb[0], yb[0], keys[0]), jitted(xb[0], yb[0], keys[0]))
+  assert not np.array_equal(jitted(xb[0], yb[0], keys[0]), jitted(xb[0], yb[0], keys[1]))
+  batched = jax.jit(jax.vmap(one))(xb, yb, keys)
+  looped = jnp.stack([jitted(xb[i], yb[i], keys[i]) for i in range(3)])
+  np.testing.assert_allclose(batched, looped, atol=1e-6)
+  for output in ("prob", "logit"):
+    run = lambda c, output=output: jax.jit(jax.vmap(functools.partial(one, c=c, output=output)))
+    np.testing.assert_allclose(run(5)(xb, yb, keys), run(None)(xb, yb, keys), atol=1e-5)
+
+
+def test_plugs_into_idexpo_penalty_with_finite_gradients():
+  seg = grid_segments(8, 8, 4)
+  params = init_params(jax.random.PRNGKey(0), 64)
+  xb = jax.random.normal(jax.random.PRNGKey(14), (2, 8, 8, 1))
+  explainer = functools.partial(kernel_shap, segments=seg, baseline=0.0)
+
+  def penalty(params):
+    return idexpo_penalty(functools.partial(logits, params), xb, jnp.array([1, 0]),
+                          jax.random.PRNGKey(0), explainer=explainer, baseline=0.0,
+                          segments=seg, n_steps=4)[0]
+
+  value, grads = jax.jit(jax.value_and_grad(penalty))(params)
+  assert np.isfinite(value)
+  assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(segments=np.zeros((4, 4), np.int32)), "segments"),
+    (dict(target=jnp.array([0, 1])), "target"),
+    (dict(n_samples=1), "n_samples"),
+    (dict(output="log_odds"), "output"),
+    (dict(baseline=jnp.zeros((3, 3, 1))), "baseline"),
+])
+def test_bad_arguments_raise_naming_them(kwargs, name):
+  params = init_params(jax.random.PRNGKey(0), 64)
+  args = dict(segments=grid_segments(8, 8, 2), baseline=0.0, target=0) | kwargs
+  target = args.pop("target")
+  with pytest.raises(ValueError, match=name):
+    kernel_shap(functools.partial(logits, params), jnp.zeros((8, 8, 1)), target,
+                jax.random.PRNGKey(0), **args)
