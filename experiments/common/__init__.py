@@ -1,0 +1,1 @@
+"""Helpers shared by the experiments: method registry, training, evaluation, reporting."""

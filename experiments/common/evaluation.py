@@ -1,0 +1,121 @@
+"""Evaluation: test accuracy and hard insertion/deletion of an explainer's explanations.
+
+Protocol (SPEC §1, §3; Yoshikawa & Iwata, AISTATS 2024): the target is the class predicted at the
+clean input, and the same explainer (with the same target) explains and is scored. Units are
+sorted by attribution and `step = U // n_steps` units are inserted/deleted per point (the
+reference's 64 px on 32×32 images is `n_steps = 16`), scored by the softmax probability of the
+target. One full curve (`k = 0, step, …, U`) per example gives both conventions:
+
+* `ins`, `del`: the ID-ExpO convention, the mean of the points `0 < k ≤ fraction·U` (`k = 0`
+  excluded; `fraction = 0.5`);
+* `ins_trapezoid`, `del_trapezoid`: the RISE convention, the trapezoid rule over the whole curve
+  on the perturbed fraction `[0, 1]`, both ends included.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.common.methods import Explainer
+from idexpo_jax.curves import batch_insertion_deletion, curve_auc
+from idexpo_jax.masking import num_units
+
+SCORES = ("ins", "del", "ins_trapezoid", "del_trapezoid")
+
+
+class Evaluation(NamedTuple):
+  """Results on one split.
+
+  Attributes:
+    summary: floats `accuracy` and the means of `SCORES`.
+    per_example: NumPy arrays `(N,)`: `label`, `pred`, `correct` and every score of `SCORES`.
+    fractions: `(P,)` perturbed fractions of the full curves.
+    ins_curves, del_curves: `(N, P)` curves.
+  """
+
+  summary: dict
+  per_example: dict
+  fractions: np.ndarray
+  ins_curves: np.ndarray
+  del_curves: np.ndarray
+
+
+class Evaluator(NamedTuple):
+  """`evaluate(params, split, key) -> Evaluation`; `explain(params, xb, key) -> (pred, φ)`."""
+
+  evaluate: Callable
+  explain: Callable
+
+
+def make_evaluator(model, explainer: Explainer, *, baseline, n_steps: int = 16,
+                   fraction: float = 0.5, batch_size: int = 128) -> Evaluator:
+  """Builds the jitted evaluation of `model` (a `training.Model`) for one explainer.
+
+  Args:
+    model: the split model; `evaluate`/`explain` take its parameters.
+    explainer: the bound explainer, used both to explain and (through its units) to score.
+    baseline: the value of removed units.
+    n_steps: points of the curve per full range (`step = U // n_steps` units).
+    fraction: the range of the ID-ExpO "mean" convention.
+    batch_size: examples per compiled call (the last batch is padded, so one compilation).
+  """
+
+  def explain_batch(params, xb, keys):
+    predictor = model.predictor(params)
+    pred = predictor(xb).argmax(-1)
+    phi = jax.vmap(lambda x, t, k: explainer.fn(predictor, x, t, k))(xb, pred, keys)
+    return pred, phi
+
+  @jax.jit
+  def eval_batch(params, xb, keys):
+    pred, phi = explain_batch(params, xb, keys)
+    n_units = num_units(xb.shape[1:], explainer.segments)
+    fr, ins_c, del_c = batch_insertion_deletion(
+        model.predictor(params), xb, phi, pred, baseline=baseline, segments=explainer.segments,
+        step=max(n_units // n_steps, 1), fraction=1.0)
+    return pred, fr, ins_c, del_c
+
+  def evaluate(params, split, key) -> Evaluation:
+    n = len(split.y)
+    keys = jax.random.split(key, n)
+    out = []
+    for i in range(0, n, batch_size):
+      xb, kb = split.x[i:i + batch_size], keys[i:i + batch_size]
+      pad = batch_size - len(xb)
+      if pad:
+        xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+        kb = jnp.concatenate([kb, jnp.repeat(kb[-1:], pad, axis=0)])
+      pred, fr, ins_c, del_c = jax.device_get(eval_batch(params, jnp.asarray(xb), kb))
+      out.append((pred[:len(xb) - pad], ins_c[:len(xb) - pad], del_c[:len(xb) - pad]))
+      fractions = np.asarray(fr)
+    pred = np.concatenate([o[0] for o in out])
+    ins_c = np.concatenate([o[1] for o in out])
+    del_c = np.concatenate([o[2] for o in out])
+    n_mean = int(np.searchsorted(fractions, fraction, side="right"))  # points with k ≤ fraction·U
+    per = {"label": np.asarray(split.y), "pred": pred,
+           "correct": (pred == np.asarray(split.y)).astype(np.float32),
+           "ins": np.asarray(curve_auc(fractions[:n_mean], ins_c[:, :n_mean], auc="mean")),
+           "del": np.asarray(curve_auc(fractions[:n_mean], del_c[:, :n_mean], auc="mean")),
+           "ins_trapezoid": np.asarray(curve_auc(fractions, ins_c, auc="trapezoid")),
+           "del_trapezoid": np.asarray(curve_auc(fractions, del_c, auc="trapezoid"))}
+    summary = {"accuracy": float(per["correct"].mean()),
+               **{name: float(per[name].mean()) for name in SCORES}}
+    return Evaluation(summary, per, fractions, ins_c, del_c)
+
+  jit_explain = jax.jit(explain_batch)
+
+  def explain(params, xb, key):
+    return jax.device_get(jit_explain(params, jnp.asarray(xb), jax.random.split(key, len(xb))))
+
+  return Evaluator(evaluate, explain)
+
+
+def selection_score(summary: dict, *, eta: float = 2.0, accuracy_floor: float = 0.0) -> float:
+  """SPEC §7 model selection `η·Acc + Ins + (1 − Del)`; `-inf` below the accuracy floor."""
+  if summary["accuracy"] < accuracy_floor:
+    return float("-inf")
+  return eta * summary["accuracy"] + summary["ins"] + 1.0 - summary["del"]

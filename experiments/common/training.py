@@ -1,0 +1,166 @@
+"""Model building, cross-entropy pre-training and fine-tuning with a composable loss.
+
+Every step is the library's jitted functional step (`models.functional` once, then
+`train.make_train_step`), driven by `loop.fit` with a deterministic `epoch_batch_fn`.
+
+Fine-tuning loss of a method with an explainer (ID-ExpO; Yoshikawa & Iwata, AISTATS 2024):
+`CE + λ·mean_n(cIns_n + cDel_n) + λ₂·mean(φ²)`, with the true label as the target (SPEC §1);
+cross-entropy only for `Method(explainer=None)`. Models fine-tune in `eval()` mode, so perturbed
+forward passes never update BatchNorm statistics (SPEC §7).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from experiments.common.methods import Explainer, Method
+from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.loop import epoch_batch_fn, fit
+from idexpo_jax.models import MLP, ResNet18, SmallCNN, functional, logits_with_state, predictor_fn
+from idexpo_jax.train import init_train_state, make_train_step
+
+
+class Model(NamedTuple):
+  """A split NNX module: `graphdef` and non-trainable `rest` are fixed, `params` train."""
+
+  graphdef: object
+  params: object
+  rest: object
+
+  def predictor(self, params=None):
+    """The pure `Predictor` of these (or the given) parameters."""
+    return predictor_fn(self.graphdef, self.params if params is None else params, self.rest)
+
+
+def build_model(cfg, input_shape, num_classes: int, *, seed: int) -> nnx.Module:
+  """Builds `cfg.name` in {"small_cnn", "mlp", "resnet18"} for inputs of `input_shape`."""
+  rngs = nnx.Rngs(seed)
+  if cfg.name == "small_cnn":
+    return SmallCNN(input_shape[-1], num_classes, width=cfg.get("width", 32), rngs=rngs)
+  if cfg.name == "mlp":
+    return MLP(int(np.prod(input_shape)), num_classes, hidden=tuple(cfg.get("hidden", (50, 30))),
+               rngs=rngs)
+  if cfg.name == "resnet18":
+    return ResNet18(input_shape[-1], num_classes, width=cfg.get("width", 64),
+                    stem_stride=cfg.get("stem_stride", 1), rngs=rngs)
+  raise ValueError(f"`model.name` must be 'small_cnn', 'mlp' or 'resnet18'; got {cfg.name!r}.")
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  """`cfg.optimizer` "sgd" (`momentum`, `nesterov`) or "adam", with optional `weight_decay`.
+
+  Note: optax's Adam fails under `jax_numpy_dtype_promotion="strict"` (the tests' setting).
+  """
+  if cfg.optimizer == "sgd":
+    tx = optax.sgd(cfg.lr, momentum=cfg.get("momentum", 0.0) or None,
+                   nesterov=cfg.get("nesterov", False))
+  elif cfg.optimizer == "adam":
+    tx = optax.adam(cfg.lr)
+  else:
+    raise ValueError(f"`optimizer` must be 'sgd' or 'adam'; got {cfg.optimizer!r}.")
+  if cfg.get("weight_decay", 0.0):
+    tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay), tx)
+  return tx
+
+
+def _ce_terms(logits, labels):
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  acc = (logits.argmax(-1) == labels).astype(jnp.float32).mean()
+  return ce, {"ce": ce, "acc": acc}
+
+
+def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explainer] = None,
+              baseline=None):
+  """`loss_fn(params, batch, key) -> (loss, aux)` of a fine-tuning method.
+
+  Args:
+    method: the registered method; `explainer=None` gives cross-entropy only.
+    model: the split model (its `graphdef` and `rest` stay fixed).
+    cfg: `lam` (λ), `lam2` (λ₂) and the soft-curve options `n_steps`, `fraction`,
+      `temperature`, `deletion`, `log_softmax`, `chunk_size` (see `soft_insertion_deletion`).
+    explainer: the bound explainer (required when `method.explainer` is set).
+    baseline: the value of removed units.
+  """
+  if method.explainer is not None and explainer is None:
+    raise ValueError(f"`explainer` is required for the method with explainer "
+                     f"{method.explainer!r}.")
+
+  def loss_fn(params, batch, key):
+    predictor = model.predictor(params)
+    ce, aux = _ce_terms(predictor(batch.x), batch.y)
+    if method.explainer is None:
+      return ce, aux
+    penalty, paux = idexpo_penalty(
+        predictor, batch.x, batch.y, key, explainer=explainer.fn, baseline=baseline,
+        segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction,
+        temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"),
+        log_softmax=cfg.get("log_softmax", True), chunk_size=cfg.get("chunk_size", None))
+    loss = ce + cfg.lam * penalty + cfg.lam2 * paux["attribution_sq"]
+    return loss, {**aux, "penalty": penalty, **paux}
+
+  return loss_fn
+
+
+def pretrain(module: nnx.Module, train_split, cfg, *, key, progress: bool = True):
+  """Cross-entropy pre-training (BatchNorm statistics update in `train()` mode).
+
+  Args:
+    module: a freshly built NNX model.
+    train_split: the training `Split`.
+    cfg: `steps`, `batch_size`, `seed` and the optimizer options of `make_optimizer`.
+    key: PRNG key of the loop.
+    progress: show a tqdm bar.
+
+  Returns:
+    `(model, history)`: the trained `Model`, split in `eval()` mode for fine-tuning.
+  """
+  module.train()
+  graphdef, params, rest = functional(module)
+
+  def loss_fn(params, model_state, batch, key):
+    del key
+    logits, new_state = logits_with_state(graphdef, params, model_state, batch.x)
+    ce, aux = _ce_terms(logits, batch.y)
+    return ce, (aux, new_state)
+
+  tx = make_optimizer(cfg)
+  step = make_train_step(loss_fn, tx, stateful=True)
+  state, history = fit(step, init_train_state(params, tx, rest),
+                       epoch_batch_fn(train_split, cfg.batch_size, seed=cfg.seed),
+                       num_steps=cfg.steps, key=key, progress=progress, desc="pretrain (CE)")
+  trained = nnx.merge(graphdef, state.params, state.model_state)
+  trained.eval()
+  return Model(*functional(trained)), history
+
+
+def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=None,
+             baseline=None, eval_fn=None, progress: bool = True, desc: Optional[str] = None):
+  """Fine-tunes `model.params` with `make_loss(method, ...)` from step 0 with a fresh optimizer.
+
+  Args:
+    method: the registered method.
+    model: the pre-trained model (its parameters are copied, never donated).
+    train_split: the training `Split`.
+    cfg: `steps`, `batch_size`, `seed`, optimizer options and the loss options of `make_loss`.
+    key: PRNG key of the loop (explainer keys are folded from it per step).
+    explainer, baseline: see `make_loss`.
+    eval_fn: optional `eval_fn(state) -> dict` every `cfg.eval_every` steps (see `loop.fit`).
+    progress, desc: the tqdm bar.
+
+  Returns:
+    `(model, history)` with the fine-tuned parameters.
+  """
+  tx = make_optimizer(cfg)
+  step = make_train_step(make_loss(method, model, cfg, explainer=explainer, baseline=baseline), tx)
+  params = jax.tree.map(jnp.copy, model.params)
+  state, history = fit(step, init_train_state(params, tx), epoch_batch_fn(
+      train_split, cfg.batch_size, seed=cfg.seed), num_steps=cfg.steps, key=key,
+                       eval_fn=eval_fn, eval_every=cfg.get("eval_every", 0), progress=progress,
+                       desc=desc)
+  return model._replace(params=state.params), history
