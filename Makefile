@@ -23,5 +23,16 @@ rrr: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# bench: torch first, pinned to the CPU wheel (never a CUDA build), then captum via the extra.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

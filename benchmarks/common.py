@@ -1,0 +1,157 @@
+"""Shared pieces of the benchmarks: the problem (model, images, targets), timers, machine info.
+
+Every timed call blocks until its result is ready; a time is the median of repeats after a
+warm-up call (which includes compilation), because the machine may be shared and noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from idexpo_jax.data.sklearn_data import load_digits_images
+from idexpo_jax.masking import grid_segments
+from idexpo_jax.models import SmallCNN, functional, predictor_fn
+from idexpo_jax.predictor import target_prob
+
+
+class Problem(NamedTuple):
+  """The model and inputs every explainer is timed on.
+
+  Attributes:
+    graphdef, params, rest: the split `SmallCNN` (`models.functional`).
+    x: images `(B, H, W, C)` float32 (test split of the digits, upsampled).
+    y: their labels `(B,)`.
+    targets: the predicted classes at the clean inputs `(B,)` (the explained class).
+    baseline: the removed-unit value (training mean), broadcastable to an image.
+    width: the CNN width.
+  """
+
+  graphdef: Any
+  params: Any
+  rest: Any
+  x: np.ndarray
+  y: np.ndarray
+  targets: np.ndarray
+  baseline: np.ndarray
+  width: int
+
+  def logits(self, params, xb):
+    """Logits of the JAX model, a pure function of `params` (jit it)."""
+    return predictor_fn(self.graphdef, params, self.rest)(xb)
+
+  def segments(self, n_segments: int) -> np.ndarray:
+    """Grid segmentation with `n_segments` square cells (a perfect square)."""
+    side = int(round(np.sqrt(n_segments)))
+    height = self.x.shape[1]
+    if side * side != n_segments or height % side:
+      raise ValueError(f"`n_segments` must be a square whose root divides {height}; got "
+                       f"{n_segments}.")
+    return grid_segments(height, self.x.shape[2], height // side)
+
+
+def make_problem(*, n_images: int, size: int = 16, width: int = 32, seed: int = 0) -> Problem:
+  """A `SmallCNN` at its random initialisation and `n_images` digits images of `size`×`size`.
+
+  The speed of an explainer does not depend on the weights, so the model is not trained; the
+  explained class is the model's prediction, as in evaluation (SPEC §1).
+  """
+  data = load_digits_images(size=size, seed=seed)
+  if n_images > len(data.test.x):
+    raise ValueError(f"`n_images` must be <= {len(data.test.x)}; got {n_images}.")
+  model = SmallCNN(data.train.x.shape[-1], data.num_classes, width=width, rngs=nnx.Rngs(seed))
+  graphdef, params, rest = functional(model)
+  x = data.test.x[:n_images]
+  logits = predictor_fn(graphdef, params, rest)(jnp.asarray(x))
+  targets = np.asarray(jnp.argmax(logits, axis=-1), dtype=np.int32)
+  return Problem(graphdef, params, rest, x, data.test.y[:n_images], targets,
+                 np.asarray(data.mean, np.float32), width)
+
+
+def jitted_predict_proba(problem: Problem) -> Callable[[np.ndarray], np.ndarray]:
+  """`images (n, H, W, C) -> softmax probabilities (n, K)` as NumPy: what the packages call."""
+  fn = jax.jit(lambda p, xb: jax.nn.softmax(problem.logits(p, xb), axis=-1))
+  return lambda xb: np.asarray(fn(problem.params, jnp.asarray(xb, jnp.float32)))
+
+
+def jitted_masked_prob(problem: Problem, segments: np.ndarray):
+  """`(x, z (n, d), target) -> p_target` of the masked images, as NumPy (for shap)."""
+  from idexpo_jax.masking import apply_unit_mask
+
+  def fn(params, x, z, target):
+    xs = apply_unit_mask(x, z, problem.baseline, segments=segments)
+    return target_prob(lambda xb: problem.logits(params, xb), xs, target)
+
+  jitted = jax.jit(fn)
+  return lambda x, z, target: np.asarray(
+      jitted(problem.params, jnp.asarray(x), jnp.asarray(z, jnp.float32), target))
+
+
+def block(tree):
+  """Waits for every array of a pytree (JAX or NumPy)."""
+  return jax.block_until_ready(tree)
+
+
+def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1) -> dict:
+  """Median wall time of `fn()` (which must block) over `repeats` calls after `warmup` calls.
+
+  Returns:
+    `{"median_s", "min_s", "times_s", "first_s"}`; `first_s` is the first warm-up call
+    (compilation included) or None without warm-up.
+  """
+  first = None
+  for i in range(warmup):
+    t0 = time.perf_counter()
+    fn()
+    if i == 0:
+      first = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
+          "first_s": first}
+
+
+def cpu_model() -> str:
+  """The CPU model name from /proc/cpuinfo (or `platform.processor()`)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def _version(name: str) -> str:
+  try:
+    from importlib.metadata import version
+    return version(name)
+  except Exception:  # pylint: disable=broad-except
+    return "not installed"
+
+
+def machine_info() -> dict:
+  """CPU, cores, JAX device and package versions, for the report."""
+  dev = jax.devices()[0]
+  return {
+      "cpu": cpu_model(),
+      "cores": os.cpu_count(),
+      "platform": platform.platform(),
+      "python": platform.python_version(),
+      "jax_device": f"{dev.platform}: {dev.device_kind}",
+      "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+      "versions": {n: _version(n) for n in ("jax", "jaxlib", "flax", "numpy", "torch", "lime",
+                                            "shap", "captum", "scikit-learn")},
+  }

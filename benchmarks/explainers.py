@@ -1,0 +1,193 @@
+"""Explainer throughput: idexpo_jax's jitted, vmapped LIME and KernelSHAP vs. lime, shap, captum.
+
+All explain the softmax probability of the predicted class of the same `SmallCNN` (captum: its
+PyTorch copy with the same weights) on the same images, with the same grid segments, baseline and
+number of samples. The packages get their fastest documented path: one batched model call per
+explanation (`batch_size` / `perturbations_per_eval` = `n_samples`), the jitted JAX model as
+their predict function (lime, shap), and settings matching ours (lime: ridge α = 1, cosine kernel
+of width 0.25, no feature selection; shap: one background row = the baseline, no L1 step;
+captum: ridge α = 1 and the same kernel on the binary vectors for `Lime`).
+
+The floor is the forward pass of the `B × N` masked images an explainer must evaluate, batched
+and jitted exactly like our explainers (groups of `batch` images × `N` samples per call).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import Problem, block, jitted_masked_prob, jitted_predict_proba, time_call
+from idexpo_jax.masking import apply_unit_mask
+
+METHODS = ("lime", "kernel_shap")
+COMPETITORS = {"lime": ("lime_package", "captum_lime"),
+               "kernel_shap": ("shap_package", "captum_kernel_shap")}
+
+
+def our_explainer(method: str):
+  """Our `lime` or `kernel_shap` function, or None when its module has not landed."""
+  try:
+    if method == "lime":
+      from idexpo_jax.lime import lime
+      return lime
+    from idexpo_jax.kernel_shap import kernel_shap
+    return kernel_shap
+  except ImportError:
+    return None
+
+
+def _groups(n: int, batch: int):
+  return [slice(i, min(i + batch, n)) for i in range(0, n, batch)]
+
+
+def bench_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int, batch: int,
+               repeats: int, chunk_size: Optional[int] = None, seed: int = 0) -> Optional[dict]:
+  """Seconds per explanation of our jitted `jax.vmap`-ped explainer over all images.
+
+  Images are explained `batch` at a time (one jitted call per group) so that memory stays
+  bounded; `compile_s` is the first call's extra time.
+  """
+  explain = our_explainer(method)
+  if explain is None:
+    return None
+  segments = problem.segments(n_segments)
+
+  @jax.jit
+  def explain_batch(params, xb, tb, keys):
+    logits_fn = lambda z: problem.logits(params, z)
+    one = functools.partial(explain, logits_fn, segments=segments, baseline=problem.baseline,
+                            n_samples=n_samples, chunk_size=chunk_size)
+    return jax.vmap(one)(xb, tb, keys)
+
+  x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
+  keys = jax.random.split(jax.random.key(seed), len(problem.x))
+  groups = _groups(len(problem.x), batch)
+
+  def run():
+    return block([explain_batch(problem.params, x[g], t[g], keys[g]) for g in groups])
+
+  timing = time_call(run, repeats=repeats)
+  n = len(problem.x)
+  return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
+          "n_images": n, "compile_s": timing["first_s"] - timing["median_s"],
+          "times_s": timing["times_s"]}
+
+
+def floor_inputs(problem: Problem, *, n_segments: int, n_samples: int, batch: int,
+                 seed: int = 0):
+  """The `B × N` masked images (Bernoulli(½) unit masks), grouped as our explainers batch them."""
+  segments = problem.segments(n_segments)
+  key = jax.random.key(seed)
+  z = jax.random.bernoulli(key, 0.5, (len(problem.x), n_samples, n_segments)).astype(jnp.float32)
+  xs = jax.vmap(lambda x, zi: apply_unit_mask(x, zi, problem.baseline, segments=segments))(
+      jnp.asarray(problem.x), z)
+  return [xs[g].reshape(-1, *problem.x.shape[1:]) for g in _groups(len(problem.x), batch)]
+
+
+def bench_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int,
+                repeats: int) -> dict:
+  """Seconds per explanation of the forward passes alone: `N` images per explanation."""
+  inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=batch)
+  forward = jax.jit(problem.logits)
+
+  def run():
+    return block([forward(problem.params, xs) for xs in inputs])
+
+  timing = time_call(run, repeats=repeats)
+  n = len(problem.x)
+  return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
+          "n_images": n, "n_forward": n * n_samples, "times_s": timing["times_s"]}
+
+
+def _per_explanation(explain_one, n_images: int) -> dict:
+  """Times `explain_one(i)` for each image after one warm-up call; median per explanation."""
+  explain_one(0)
+  times = []
+  for i in range(n_images):
+    t0 = time.perf_counter()
+    explain_one(i)
+    times.append(time.perf_counter() - t0)
+  return {"per_explanation_s": float(np.median(times)), "n_images": n_images, "times_s": times}
+
+
+def bench_lime_package(problem: Problem, *, n_segments: int, n_samples: int,
+                       n_images: int) -> dict:
+  """`lime.lime_image.LimeImageExplainer` with the grid segments and our jitted predict."""
+  from lime import lime_image
+  segments = problem.segments(n_segments)
+  predict = jitted_predict_proba(problem)
+  explainer = lime_image.LimeImageExplainer(kernel_width=0.25, feature_selection="none",
+                                            random_state=0)
+  hide = float(np.asarray(problem.baseline).reshape(-1)[0])
+
+  def explain_one(i):
+    exp = explainer.explain_instance(
+        problem.x[i].astype(np.float64), predict, labels=(int(problem.targets[i]),),
+        hide_color=hide, top_labels=None, num_features=n_segments, num_samples=n_samples,
+        batch_size=n_samples, segmentation_fn=lambda _: segments, random_seed=i)
+    return exp.local_exp
+
+  return _per_explanation(explain_one, n_images)
+
+
+def bench_shap_package(problem: Problem, *, n_segments: int, n_samples: int,
+                       n_images: int) -> dict:
+  """`shap.KernelExplainer` over the segments: coalitions mask our jitted model's input."""
+  import shap
+  segments = problem.segments(n_segments)
+  masked_prob = jitted_masked_prob(problem, segments)
+
+  def explain_one(i):
+    x, t = problem.x[i], int(problem.targets[i])
+    explainer = shap.KernelExplainer(lambda z: masked_prob(x, z, t), np.zeros((1, n_segments)))
+    return explainer.shap_values(np.ones((1, n_segments)), nsamples=n_samples, l1_reg=False,
+                                 silent=True)
+
+  return _per_explanation(explain_one, n_images)
+
+
+def _binary_cosine_kernel(width: float):
+  """LIME's kernel on the binary vectors: `sqrt(exp(−D²/w²))`, `D` = cosine distance to 1."""
+  import torch
+
+  def similarity(original, perturbed, interpretable, **kwargs):
+    del original, perturbed, kwargs
+    z = interpretable.float().reshape(-1)
+    cos = z.sum() / (torch.sqrt(z.sum()).clamp_min(1e-12) * z.numel() ** 0.5)
+    return torch.sqrt(torch.exp(-((1.0 - cos) ** 2) / width ** 2))
+
+  return similarity
+
+
+def bench_captum(problem: Problem, method: str, *, n_segments: int, n_samples: int,
+                 n_images: int) -> dict:
+  """captum's `Lime` / `KernelShap` on the PyTorch copy of the model (softmax output)."""
+  import torch
+  from captum._utils.models.linear_model import SkLearnRidge
+  from captum.attr import KernelShap, Lime
+
+  from benchmarks.torch_cnn import torch_small_cnn
+  model = torch.nn.Sequential(torch_small_cnn(problem.params), torch.nn.Softmax(dim=-1)).eval()
+  if method == "lime":
+    explainer = Lime(model, interpretable_model=SkLearnRidge(alpha=1.0),
+                     similarity_func=_binary_cosine_kernel(0.25))
+  else:
+    explainer = KernelShap(model)
+  mask = torch.from_numpy(problem.segments(n_segments).astype(np.int64))[None, None]
+  images = torch.from_numpy(np.ascontiguousarray(problem.x.transpose(0, 3, 1, 2)))
+  hide = float(np.asarray(problem.baseline).reshape(-1)[0])
+
+  def explain_one(i):
+    torch.manual_seed(i)
+    with torch.no_grad():
+      return explainer.attribute(images[i:i + 1], baselines=hide, target=int(problem.targets[i]),
+                                 feature_mask=mask, n_samples=n_samples,
+                                 perturbations_per_eval=n_samples, show_progress=False)
+
+  return _per_explanation(explain_one, n_images)

@@ -1,0 +1,137 @@
+"""`make bench`: explainer throughput and train-step cost, written to JSON and Markdown.
+
+Usage: `python -m benchmarks.run [--quick] [--images 64] [--samples 1000] ...` (see `--help`).
+Every ratio in the report comes from timings taken side by side in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per explanation
+
+from benchmarks import explainers as ex  # noqa: E402
+from benchmarks.common import machine_info, make_problem  # noqa: E402
+from benchmarks.report import write_markdown  # noqa: E402
+from benchmarks.train_steps import bench_train_steps  # noqa: E402
+
+QUICK = dict(images=2, samples=32, segments=[16], width=8, tiny_width=None, package_images=1,
+             repeats=1, batch=2, train_batch=2, train_samples=8, train_segments=16)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--images", type=int, default=64, help="images explained by our explainers")
+  p.add_argument("--samples", type=int, default=1000, help="samples per explanation (all)")
+  p.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[16, 64],
+                 help="grid segment counts, comma-separated squares")
+  p.add_argument("--width", type=int, default=32, help="SmallCNN width")
+  p.add_argument("--tiny-width", type=int, default=4,
+                 help="also time a SmallCNN this narrow (model cost ~0) at the first segment "
+                      "count; 0 to skip")
+  p.add_argument("--package-images", type=int, default=4,
+                 help="images explained by each package (median per explanation)")
+  p.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+  p.add_argument("--batch", type=int, default=8, help="images per jitted explainer call")
+  p.add_argument("--train-batch", type=int, default=32)
+  p.add_argument("--train-samples", type=int, default=128,
+                 help="LIME / KernelSHAP samples per example inside the train step")
+  p.add_argument("--train-segments", type=int, default=16)
+  p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+  p.add_argument("--skip-packages", action="store_true", help="time only idexpo_jax")
+  p.add_argument("--out", default="benchmarks/results.json")
+  p.add_argument("--doc", default="docs/benchmarks.md")
+  args = p.parse_args(argv)
+  if args.quick:
+    for k, v in QUICK.items():
+      setattr(args, k, v)
+  if args.tiny_width == 0:
+    args.tiny_width = None
+  return args
+
+
+def _log(msg: str) -> None:
+  print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def bench_explainers(args, width: int, n_segments: int) -> dict:
+  """One row of the explainer table: ours, the floor and the packages on one configuration."""
+  problem = make_problem(n_images=args.images, width=width)
+  n_pkg = min(args.package_images, args.images)
+  common = dict(n_segments=n_segments, n_samples=args.samples)
+  row = {"width": width, "n_segments": n_segments, "n_samples": args.samples,
+         "n_images": args.images, "ours": {}, "packages": {}}
+  _log(f"width {width}, {n_segments} segments: floor")
+  row["floor"] = ex.bench_floor(problem, batch=args.batch, repeats=args.repeats, **common)
+  for method in ex.METHODS:
+    _log(f"width {width}, {n_segments} segments: ours {method}")
+    row["ours"][method] = ex.bench_ours(problem, method, batch=args.batch, repeats=args.repeats,
+                                        **common)
+  if not args.skip_packages:
+    packages = {
+        "lime_package": lambda: ex.bench_lime_package(problem, n_images=n_pkg, **common),
+        "shap_package": lambda: ex.bench_shap_package(problem, n_images=n_pkg, **common),
+        "captum_lime": lambda: ex.bench_captum(problem, "lime", n_images=n_pkg, **common),
+        "captum_kernel_shap": lambda: ex.bench_captum(problem, "kernel_shap", n_images=n_pkg,
+                                                      **common),
+    }
+    for name, fn in packages.items():
+      _log(f"width {width}, {n_segments} segments: {name}")
+      try:
+        row["packages"][name] = fn()
+      except ImportError as e:
+        row["packages"][name] = {"error": f"not installed: {e}"}
+  row["ratios"] = explainer_ratios(row)
+  return row
+
+
+def explainer_ratios(row: dict) -> dict:
+  """Package time / our time, and our (and each package's) time / floor, per explanation."""
+  floor = row["floor"]["per_explanation_s"]
+  out = {}
+  for method, ours in row["ours"].items():
+    if ours is None:
+      continue
+    t = ours["per_explanation_s"]
+    out[f"{method}_over_floor"] = t / floor
+    for pkg in ex.COMPETITORS[method]:
+      r = row["packages"].get(pkg, {})
+      if "per_explanation_s" in r:
+        out[f"{pkg}_over_ours"] = r["per_explanation_s"] / t
+  for pkg, r in row["packages"].items():
+    if "per_explanation_s" in r:
+      out[f"{pkg}_over_floor"] = r["per_explanation_s"] / floor
+  return out
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  t0 = time.time()
+  results = {"machine": machine_info(), "args": vars(args), "explainers": []}
+  configs = [(args.width, s) for s in args.segments]
+  if args.tiny_width:
+    configs.append((args.tiny_width, args.segments[0]))
+  for width, n_segments in configs:
+    results["explainers"].append(bench_explainers(args, width, n_segments))
+  _log("train steps")
+  problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
+  results["train_step"] = bench_train_steps(problem, batch_size=args.train_batch,
+                                            n_segments=args.train_segments,
+                                            n_samples=args.train_samples, repeats=args.repeats)
+  results["machine"]["load_average_end"] = list(os.getloadavg())
+  results["wall_s"] = time.time() - t0
+  for path in (args.out, args.doc):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump(results, f, indent=1)
+  write_markdown(results, args.doc)
+  _log(f"wrote {args.out} and {args.doc} in {results['wall_s']:.0f} s")
+  return results
+
+
+if __name__ == "__main__":
+  main()

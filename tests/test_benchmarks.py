@@ -1,0 +1,85 @@
+"""Tests of the benchmark harness (`benchmarks/`): the PyTorch copy of SmallCNN and a tiny run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+torch = pytest.importorskip(
+    "torch", reason="torch is not installed: `make bench` installs torch==2.13.0 (CPU) and the "
+    "`bench` extra; `make test` installs only the `test` extra")
+
+from benchmarks import explainers as ex  # noqa: E402
+from benchmarks.common import jitted_masked_prob, jitted_predict_proba, make_problem  # noqa: E402
+from benchmarks.report import write_markdown  # noqa: E402
+from benchmarks.run import explainer_ratios  # noqa: E402
+from benchmarks.torch_cnn import torch_small_cnn  # noqa: E402
+from benchmarks.train_steps import _time_step, ce_loss  # noqa: E402
+from idexpo_jax.models import SmallCNN, functional, predictor_fn  # noqa: E402
+
+
+@pytest.mark.parametrize("channels,size", [(1, 16), (3, 8)])
+def test_torch_copy_equals_jax_model(channels, size):
+  model = SmallCNN(channels, 7, width=6, rngs=nnx.Rngs(3))
+  graphdef, params, rest = functional(model)
+  x = np.random.default_rng(0).normal(size=(5, size, size, channels)).astype(np.float32)
+  want = np.asarray(jax.jit(lambda p, xb: predictor_fn(graphdef, p, rest)(xb))(params, x))
+  copy = torch_small_cnn(params)
+  with torch.no_grad():
+    got = copy(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # Distinct weights per layer: a transposed kernel would change the output.
+  assert np.abs(want).max() > 1e-3
+
+
+def test_masked_prob_matches_predict_proba():
+  problem = make_problem(n_images=2, width=4)
+  segments = problem.segments(16)
+  masked = jitted_masked_prob(problem, segments)
+  proba = jitted_predict_proba(problem)
+  x, t = problem.x[0], int(problem.targets[0])
+  z = np.stack([np.ones(16), np.zeros(16)])
+  base = np.broadcast_to(problem.baseline, x.shape)
+  np.testing.assert_allclose(masked(x, z, t), proba(np.stack([x, base]))[:, t], rtol=1e-5)
+
+
+def test_tiny_bench_runs_and_reports(tmp_path):
+  problem = make_problem(n_images=2, width=4)
+  common = dict(n_segments=16, n_samples=16)
+  row = {"width": 4, "n_segments": 16, "n_samples": 16, "n_images": 2, "ours": {},
+         "packages": {}}
+  row["floor"] = ex.bench_floor(problem, batch=2, repeats=1, **common)
+  assert row["floor"]["n_forward"] == 2 * 16
+  row["ours"]["lime"] = ex.bench_ours(problem, "lime", batch=2, repeats=1, **common)
+  row["packages"] = {
+      "lime_package": ex.bench_lime_package(problem, n_images=1, **common),
+      "shap_package": ex.bench_shap_package(problem, n_images=1, **common),
+      "captum_lime": ex.bench_captum(problem, "lime", n_images=1, **common),
+      "captum_kernel_shap": ex.bench_captum(problem, "kernel_shap", n_images=1, **common),
+  }
+  for r in [row["floor"], *row["packages"].values()] + ([row["ours"]["lime"]]
+                                                        if row["ours"]["lime"] else []):
+    assert r["per_explanation_s"] > 0
+  row["ratios"] = explainer_ratios(row)
+  assert row["ratios"]["shap_package_over_floor"] == pytest.approx(
+      row["packages"]["shap_package"]["per_explanation_s"] / row["floor"]["per_explanation_s"])
+
+  ce = _time_step(problem, ce_loss(problem),
+                  (jnp.asarray(problem.x), jnp.asarray(problem.y)), repeats=1)
+  n_params = sum(a.size for a in jax.tree.leaves(problem.params))
+  assert ce["memory"]["peak_bytes"] is None or ce["memory"]["peak_bytes"] >= 4 * n_params
+  ce.update(floor={"median_s": ce["step_s"], "n_images": 2}, step_over_floor=1.0)
+  results = {"machine": {"cpu": "test cpu", "cores": 2, "platform": "p", "jax_device": "cpu",
+                         "load_average": [0.0], "versions": {k: "0" for k in (
+                             "jax", "flax", "torch", "captum", "lime", "shap", "numpy",
+                             "scikit-learn")}},
+             "args": {"images": 2, "batch": 2, "package_images": 1, "width": 4},
+             "explainers": [row], "wall_s": 1.0,
+             "train_step": {"batch_size": 2, "n_steps": 64, "fraction": 0.5, "ce": ce}}
+  path = tmp_path / "bench.md"
+  write_markdown(results, str(path))
+  text = path.read_text()
+  for label in ("test cpu", "`lime` package", "shap.KernelExplainer", "captum `Lime`",
+                "captum `KernelShap`", "plain CE", "No GPU"):
+    assert label in text
