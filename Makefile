@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m experiments.demo.main --config=experiments/demo/configs/default.py
 
+expo: $(STAMP)
+	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
+
 rrr: $(STAMP)
 	$(BIN)/python -m experiments.rrr.main --config=experiments/rrr/configs/default.py
 

@@ -2,9 +2,13 @@
 
 from idexpo_jax.curves import (batch_insertion_deletion, curve_auc, insertion_deletion_curves,
                                insertion_deletion_scores)
+from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
+from idexpo_jax.fidelity_metrics import (expo_metrics, expo_metrics_batch, explanation_stability,
+                                         neighborhood_fidelity, point_fidelity)
 from idexpo_jax.grad_cam import grad_cam, grad_cam_batch
 from idexpo_jax.gradients import input_gradients
 from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.local_linear import gaussian_neighbors, local_linear, model_outputs
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments, num_units,
                                 unit_mask_to_input)
