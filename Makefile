@@ -37,5 +37,10 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
+study: $(STAMP)
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/digits.py:gradcam
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:breast_cancer,lime
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:breast_cancer,kernel_shap
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The ID-ExpO study: all explainers against all baselines, validation-only model selection."""
