@@ -15,6 +15,7 @@ from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments,
 from idexpo_jax.predictor import Predictor, as_logits_fn, as_predictor, target_log_prob, target_prob
 from idexpo_jax.rrr import (AnotherExplanations, batch_input_gradients, explanation_mask,
                              find_another_explanation, rrr_penalty)
+from idexpo_jax.sensitivity import batch_sensitivity_n, sensitivity_n
 from idexpo_jax.soft_curves import soft_curves, soft_insertion_deletion, soft_keep_masks
 from idexpo_jax.train import TrainState, init_train_state, make_train_step
 
