@@ -103,8 +103,10 @@ def masked_target_logits(logits_fn, x: Array, z: Array, target, *, baseline,
   The logit counterpart of `masking.evaluate_masked` (same batching and `chunk_size`).
   """
   def run(zc):
-    xb = masking.apply_unit_mask(x, zc, baseline, segments=segments)
-    return jnp.take(logits_fn(xb), jnp.asarray(target), axis=-1)
+    out = logits_fn(masking.apply_unit_mask(x, zc, baseline, segments=segments))
+    if not isinstance(target, jax.core.Tracer) and not 0 <= int(target) < out.shape[-1]:
+      raise ValueError(f"`target` must be in [0, {out.shape[-1]}); got {int(target)}.")
+    return jnp.take(out, jnp.asarray(target), axis=-1)
 
   if chunk_size is None or chunk_size >= z.shape[0]:
     return run(z)
