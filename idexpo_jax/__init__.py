@@ -8,6 +8,8 @@ from idexpo_jax.fidelity_metrics import (expo_metrics, expo_metrics_batch, expla
 from idexpo_jax.grad_cam import grad_cam, grad_cam_batch
 from idexpo_jax.gradients import input_gradients
 from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.kernel_shap import kernel_shap, sample_coalitions
+from idexpo_jax.lime import LimeSamples, lime, lime_samples
 from idexpo_jax.local_linear import gaussian_neighbors, local_linear, model_outputs
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments, num_units,
