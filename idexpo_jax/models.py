@@ -26,6 +26,13 @@ from idexpo_jax.predictor import Predictor
 Array = jax.Array
 
 
+def check_images(x: Array, channels: int) -> None:
+  """Raises ValueError unless `x` is a batch of images `(B, H, W, channels)`."""
+  if x.ndim != 4 or x.shape[-1] != channels:
+    raise ValueError(f"`x` must be a batch of images (B, H, W, {channels}); got shape "
+                     f"{tuple(x.shape)}.")
+
+
 class MLP(nnx.Module):
   """Multi-layer perceptron on `(B, D)` inputs (inputs of higher rank are flattened)."""
 
@@ -41,6 +48,10 @@ class MLP(nnx.Module):
 
   def head(self, x: Array) -> Array:
     x = x.reshape(x.shape[0], -1)
+    first = self.layers[0] if len(self.layers) else self.out
+    if x.shape[1] != first.in_features:
+      raise ValueError(f"`x` must have {first.in_features} features per example (B, D); got "
+                       f"shape {tuple(x.shape)}.")
     for layer in self.layers:
       x = self.activation(layer(x))
     return self.out(x)
@@ -60,6 +71,7 @@ class SmallCNN(nnx.Module):
     self.out = nnx.Linear(2 * width, num_classes, rngs=rngs)
 
   def features(self, x: Array) -> Array:
+    check_images(x, self.conv1.in_features)
     x = jax.nn.relu(self.conv1(x))
     x = jax.nn.relu(self.conv2(x))
     # count_include_pad=False: same values (VALID), no int divisor under strict dtype promotion.
@@ -116,6 +128,7 @@ class ResNet18(nnx.Module):
     self.feature_stage = feature_stage
 
   def features(self, x: Array) -> Array:
+    check_images(x, self.stem.in_features)
     x = jax.nn.relu(self.stem_bn(self.stem(x)))
     for stage in list(self.stages)[:self.feature_stage]:
       for block in stage:
