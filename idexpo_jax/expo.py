@@ -31,6 +31,15 @@ from idexpo_jax.lstsq import weighted_least_squares
 Array = jax.Array
 
 
+def _check_args(xb: Array, output: str, scale, scale_name: str, n_neighbors: int,
+                minimum: int, why: str) -> None:
+  check_tabular(xb, "xb", 2)
+  check_output(output)
+  check_positive(scale, scale_name)
+  if n_neighbors < minimum:
+    raise ValueError(f"`n_neighbors` must be at least {minimum}{why}; got {n_neighbors}.")
+
+
 def _targets(logits_fn, xb: Array, output: str, n: int):
   """Per-neighbour class for "predicted_prob" (the class at the clean example), else None."""
   if output != "predicted_prob":
@@ -80,13 +89,10 @@ def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int
     divided by it is the unexplained fraction `1 − R²`).
   """
   check_tabular(xb, "xb", 2)
-  check_output(output)
-  check_positive(sigma, "sigma")
   dim = xb.shape[1]
   m = max(20, 2 * dim) if n_neighbors is None else n_neighbors
-  if m <= dim:
-    raise ValueError(f"`n_neighbors` must exceed the number of features D = {dim} for an affine "
-                     f"fit; got {m}.")
+  _check_args(xb, output, sigma, "sigma", m, dim + 1,
+              f" (more than the D = {dim} features, for an affine fit)")
   offsets = sigma * jax.random.normal(key, (xb.shape[0], m, dim), xb.dtype)
   resid, var = _local_fit_loss(logits_fn, xb, offsets, xb[:, None] + offsets, output)
   return resid.mean(), {"neighbour_var": var.mean()}
@@ -106,11 +112,7 @@ def expo_fidelity_1d(logits_fn, xb: Array, key: Array, *, n_neighbors: int = 20,
   Returns:
     `(loss, aux)` as in `expo_fidelity`.
   """
-  check_tabular(xb, "xb", 2)
-  check_output(output)
-  check_positive(sigma, "sigma")
-  if n_neighbors < 3:
-    raise ValueError(f"`n_neighbors` must be at least 3 for a 1-D affine fit; got {n_neighbors}.")
+  _check_args(xb, output, sigma, "sigma", n_neighbors, 3, " for a 1-D affine fit")
   b, dim = xb.shape
   k_feat, k_t = jax.random.split(key)
   feature = jax.random.randint(k_feat, (b,), 0, dim)
@@ -134,11 +136,7 @@ def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors
     `(loss, aux)`; aux `max_change` = the largest per-example mean squared change.
     For an affine model `f(x) = Wx + b`, `E loss = r²/3 · ‖W‖²_F`.
   """
-  check_tabular(xb, "xb", 2)
-  check_output(output)
-  check_positive(radius, "radius")
-  if n_neighbors < 1:
-    raise ValueError(f"`n_neighbors` must be at least 1; got {n_neighbors}.")
+  _check_args(xb, output, radius, "radius", n_neighbors, 1, "")
   b, dim = xb.shape
   u = jax.random.uniform(key, (b, n_neighbors, dim), xb.dtype, -radius, radius)
   target = _targets(logits_fn, xb, output, 1)
