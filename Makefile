@@ -20,6 +20,9 @@ demo: $(STAMP)
 expo: $(STAMP)
 	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
 
+tabular: $(STAMP)
+	$(BIN)/python -m experiments.tabular.main --config=experiments/tabular/configs/default.py
+
 rrr: $(STAMP)
 	$(BIN)/python -m experiments.rrr.main --config=experiments/rrr/configs/default.py
 
