@@ -57,7 +57,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
       model_state = state.model_state
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+    metrics = {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **aux}
     return TrainState(state.step + 1, params, opt_state, model_state), metrics
 
   if not jit:
