@@ -310,7 +310,8 @@ def plot(metrics, out_dir):
   lams = [r["lam"] for r in sweep["rows"]]
   for key, lab in (("large_corners", "corners"), ("large_top_middle", "top-middle"),
                    ("test_accuracy", "test accuracy")):
-    ax[1].semilogx(lams, [r[key] for r in sweep["rows"]], "o-", label=lab)
+    ax[1].plot(lams, [r[key] for r in sweep["rows"]], "o-", label=lab)
+  ax[1].set_xscale("symlog", linthresh=min(l for l in lams if l > 0))  # shows λ₁ = 0
   ax[1].set_title(f"Toy Color: λ sweep, penalising {sweep['rule']}")
   ax[1].set_xlabel("λ₁")
   ax[1].legend(fontsize=8)
@@ -320,6 +321,7 @@ def plot(metrics, out_dir):
   ax[2].axhline(dec["none"]["decoy_test_accuracy"]["mean"], color="r", ls="--", label="no penalty")
   ax[2].axhline(dec["clean"]["clean_test_accuracy"]["mean"], color="g", ls=":",
                 label="clean model (clean test)")
+  ax[2].axvline(dec["lam"], color="k", lw=0.5, label="rule of thumb λ₁")
   ax[2].set_title("Decoy digits: test accuracy (random decoys)")
   ax[2].set_xlabel("λ₁")
   ax[2].legend(fontsize=8)

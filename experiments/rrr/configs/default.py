@@ -36,9 +36,9 @@ def get_config():
   c.toy.epochs = 64
   c.toy.lam = 1000.0  # the paper's Toy Color λ₁ (the rule of thumb gives the same, see metrics)
   c.toy.lam_both = 1e6  # the paper's λ₁ when penalising both rules
-  c.toy.n_models = 4  # find-another-explanation
+  c.toy.n_models = 3  # find-another-explanation
   c.toy.sweep_rule = "corners"  # or "top_middle"
-  c.toy.lambdas = (1.0, 10.0, 100.0, 1e3, 1e4)
+  c.toy.lambdas = (0.01, 0.1, 1.0, 1e3, 1e4)  # plus λ₁ = 0 (the unpenalised model)
 
   c.lime = ml_collections.ConfigDict()
   c.lime.n_examples = 200
