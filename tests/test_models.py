@@ -64,8 +64,6 @@ def test_mlp_matches_numpy_forward():
     ("cnn", lambda: models.SmallCNN(1, 10, width=2, rngs=nnx.Rngs(0)), (2, 8, 8, 1), (2, 4, 4, 4)),
     ("resnet", lambda: models.ResNet18(3, 10, width=2, rngs=nnx.Rngs(0)), (2, 8, 8, 3),
      (2, 4, 4, 4)),
-    ("resnet_stem2", lambda: models.ResNet18(3, 10, width=2, stem_stride=2, rngs=nnx.Rngs(0)),
-     (2, 8, 8, 3), (2, 2, 2, 4)),
 ])
 def test_feature_and_head_shapes_and_predictor_fn(name, ctor, x_shape, feat_shape):
   model = fast_model(ctor)
@@ -81,24 +79,17 @@ def test_feature_and_head_shapes_and_predictor_fn(name, ctor, x_shape, feat_shap
     model(_x(x_shape[1:]))  # one image without batch axis
 
 
-def test_batchnorm_updates_only_in_train_mode():
-  model = fast_model(lambda: models.ResNet18(3, 10, width=2, rngs=nnx.Rngs(0)))
-  xb = 1.0 + 2.0 * _x((4, 8, 8, 3))
-  run = lambda g: jax.jit(lambda p, r, xb: models.logits_with_state(g, p, r, xb))
-  model.train()
-  g_train, params, rest = models.functional(model)
-  logits_train, rest_train = run(g_train)(params, rest, xb)
+@pytest.mark.parametrize("stem_stride,feature_stage,feat_shape", [
+    (1, 2, (2, 16, 16, 8)), (2, 2, (2, 8, 8, 8)), (1, 3, (2, 8, 8, 16))])
+def test_resnet_feature_stages(stem_stride, feature_stage, feat_shape):
+  """Shapes only (abstract evaluation): 32×32 inputs, stage outputs of width·2^(stage−1)."""
+  model = fast_model(lambda: models.ResNet18(3, 10, width=4, stem_stride=stem_stride,
+                                             feature_stage=feature_stage, rngs=nnx.Rngs(0)))
   model.eval()
-  g_eval, _, _ = models.functional(model)
-  logits_eval, rest_eval = run(g_eval)(params, rest, xb)
-  moved = [np.abs(np.asarray(a) - np.asarray(b)).max()
-           for a, b in zip(jax.tree.leaves(rest), jax.tree.leaves(rest_train))]
-  assert min(moved) > 0, "every running statistic moves in train mode"
-  for a, b in zip(jax.tree.leaves(rest), jax.tree.leaves(rest_eval)):
-    np.testing.assert_array_equal(a, b)
-  assert np.abs(np.asarray(logits_train) - np.asarray(logits_eval)).max() > 1e-3  # batch vs running
-  pred_logits = jax.jit(lambda p, xb: models.predictor_fn(g_eval, p, rest)(xb))(params, xb)
-  np.testing.assert_allclose(pred_logits, logits_eval, atol=1e-5)
+  g, params, rest = models.functional(model)
+  feats, logits, _, _ = jax.eval_shape(lambda p: _forward(g, p, rest, jnp.zeros((2, 32, 32, 3))),
+                                       params)
+  assert feats.shape == feat_shape and logits.shape == (2, 10)
 
 
 def test_mlp_wrong_width_names_x():

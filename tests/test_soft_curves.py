@@ -258,19 +258,17 @@ def _assert_finite(out):
 
 @SETTINGS
 @given(phi=hnp.arrays(np.float32, (6,), elements=st.integers(-2, 2).map(float)),
-       temperature=st.sampled_from([1.0, 1e3]), fraction=st.sampled_from([0.5, 1.0]),
-       deletion=st.sampled_from(["ratio", "direct"]))
-def test_ties_are_finite(phi, temperature, fraction, deletion):
+       temperature=st.sampled_from([1.0, 1e3]), fraction=st.sampled_from([0.5, 1.0]))
+def test_ties_are_finite(phi, temperature, fraction):
   _assert_finite(_tabular_value_and_grad(jnp.asarray(phi), temperature, fraction=fraction,
-                                         deletion=deletion))
+                                         deletion="ratio"))
 
 
 @SETTINGS
-@given(value=st.floats(-1e3, 1e3, width=32), n_units=st.sampled_from([1, 2, 6]),
-       fraction=st.sampled_from([0.5, 1.0]))
-def test_constant_attributions_and_few_units_are_finite(value, n_units, fraction):
+@given(value=st.floats(-1e3, 1e3, width=32), n_units=st.sampled_from([1, 2, 6]))
+def test_constant_attributions_and_few_units_are_finite(value, n_units):
   (total, (cins, cdel)), grad = _tabular_value_and_grad(
-      jnp.full((n_units,), value, jnp.float32), 1.0, fraction=fraction, deletion="direct")
+      jnp.full((n_units,), value, jnp.float32), 1.0, fraction=1.0, deletion="direct")
   _assert_finite((total, grad))
   if n_units == 1:  # nothing to rank: no soft step
     assert float(cins) == float(cdel) == 0.0 and np.all(np.asarray(grad) == 0.0)
