@@ -12,6 +12,7 @@ The loop starts at `int(state.step)`, so a state restored at step `t` continues 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import jax
@@ -27,8 +28,15 @@ def _to_floats(metrics) -> dict[str, float]:
 
 def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_steps: int,
         key: jax.Array, eval_fn: Optional[Callable] = None, eval_every: int = 0,
-        progress: bool = True, desc: Optional[str] = None):
+        progress: bool = True, desc: Optional[str] = None, checkpoint_dir: Optional[str] = None,
+        checkpoint_every: int = 0, checkpoint_keep: int = 2, stop_on_nonfinite: bool = True):
   """Runs `train_step` from `int(state.step)` up to `num_steps` (exclusive).
+
+  With `checkpoint_dir`, the run resumes from the latest checkpoint there (when it is ahead of
+  `state`) and saves one every `checkpoint_every` steps and after the last step; since the batch
+  and key of step `t` depend only on `t`, a resumed run ends with the same state, bit for bit, as
+  an uninterrupted one (`idexpo_jax.checkpoint`). A non-finite loss or gradient norm stops the
+  run before its state is saved, so the last checkpoint is the last good state.
 
   Args:
     train_step: `train_step(state, batch, key) -> (state, metrics)`, e.g. from
@@ -42,16 +50,29 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     eval_every: evaluation period in steps (0: only after the last step, if `eval_fn` is set).
     progress: show a tqdm progress bar with the running loss.
     desc: label of the progress bar.
+    checkpoint_dir: directory of orbax checkpoints (`None`: no checkpoints, no resuming).
+    checkpoint_every: save every this many steps (0: only after the last step).
+    checkpoint_keep: how many of the latest checkpoints to keep.
+    stop_on_nonfinite: raise `FloatingPointError` naming the step when its `loss` (or
+      `grad_norm`) is NaN or infinite.
 
   Returns:
     `(state, history)`: the final state and one dict of float metrics per step, each with
     `step` (the 1-based count of completed steps) and the step's `metrics` (plus evaluation
-    entries on evaluation steps).
+    entries on evaluation steps). A resumed run's history starts at the restored step.
   """
   if num_steps < 0:
     raise ValueError(f"`num_steps` must be >= 0; got {num_steps}.")
   if eval_every < 0:
     raise ValueError(f"`eval_every` must be >= 0; got {eval_every}.")
+  if checkpoint_every < 0:
+    raise ValueError(f"`checkpoint_every` must be >= 0; got {checkpoint_every}.")
+  manager = None
+  if checkpoint_dir is not None:
+    from idexpo_jax import checkpoint
+    manager = checkpoint.checkpoint_manager(checkpoint_dir, max_to_keep=checkpoint_keep)
+    if (manager.latest_step() or 0) > int(state.step):
+      state = checkpoint.restore_checkpoint(manager, state).state
   start = int(state.step)
   history = []
   bar = None
@@ -62,17 +83,35 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     for t in range(start, num_steps):
       state, metrics = train_step(state, batch_fn(t), jax.random.fold_in(key, t))
       record = {"step": t + 1, **_to_floats(metrics)}
+      if stop_on_nonfinite:
+        _check_finite(record, t, manager)
       last = t + 1 == num_steps
       if eval_fn is not None and (last or (eval_every and (t + 1) % eval_every == 0)):
         record.update(_to_floats(eval_fn(state)))
       history.append(record)
+      if manager is not None and (last or (checkpoint_every and (t + 1) % checkpoint_every == 0)):
+        checkpoint.save_checkpoint(manager, state)
       if bar is not None:
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
         bar.update(1)
   finally:
     if bar is not None:
       bar.close()
+    if manager is not None:
+      manager.wait_until_finished()
+      manager.close()
   return state, history
+
+
+def _check_finite(record: dict, t: int, manager) -> None:
+  """Raises `FloatingPointError` naming step `t` if its loss or gradient norm is not finite."""
+  bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
+  if not bad:
+    return
+  where = ("no checkpoint directory was given" if manager is None else
+           f"the last good checkpoint is step {manager.latest_step()} in {manager.directory}")
+  raise FloatingPointError(f"Non-finite {bad} at step {t} (0-based; its state was not kept); "
+                           f"{where}.")
 
 
 def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[[int], Split]:
