@@ -105,7 +105,8 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
 
 def _check_finite(record: dict, t: int, manager) -> None:
   """Raises `FloatingPointError` naming step `t` if its loss or gradient norm is not finite."""
-  bad = {k: record[k] for k in ("loss", "grad_norm") if k in record and not math.isfinite(record[k])}
+  bad = {k: record[k] for k in ("loss", "grad_norm")
+         if k in record and not math.isfinite(record[k])}
   if not bad:
     return
   where = ("no checkpoint directory was given" if manager is None else

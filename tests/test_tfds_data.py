@@ -106,9 +106,10 @@ def test_missing_set_names_directory_and_command(tmp_path):
   assert f"tfds build cifar10 --data_dir={tmp_path} --file_format=array_record" in msg
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(name="imagenet"), "name"),
-                                          (dict(name="mnist", val_size=N), "val_size"),
-                                          (dict(name="mnist", val_size=2, max_train=0), "max_train")])
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(name="imagenet"), "name"),
+    (dict(name="mnist", val_size=N), "val_size"),
+    (dict(name="mnist", val_size=2, max_train=0), "max_train")])
 def test_bad_arguments(mock, kwargs, match):
   with pytest.raises(ValueError, match=match):
     tfds_data.load_tfds_images(**kwargs)
