@@ -24,7 +24,8 @@ from ml_collections import config_flags
 from experiments.common import evaluation, methods, reporting, training
 from experiments.tabular import methods as tabular_methods
 from idexpo_jax import plotting
-from idexpo_jax.data.sklearn_data import load_tabular_classification
+from idexpo_jax.data.sklearn_data import Split, load_digits_images, load_tabular_classification
+from idexpo_jax.masking import num_units
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
                                           lock_config=False)
@@ -33,32 +34,45 @@ _METHOD_OF = {"lime": "idexpo_lime", "kernel_shap": "idexpo_kernelshap"}
 _ROW_SUFFIX = {"lime": "lime", "kernel_shap": "kernelshap"}
 
 
-def _explainer(ecfg, n_samples: int, baseline):
+def _explainer(ecfg, n_samples: int, baseline, image_shape):
   options = {k: v for k, v in ecfg.items() if k not in ("train_samples", "eval_samples")}
   return methods.make_explainer(ecfg.name, {**options, "n_samples": n_samples},
-                                baseline=baseline)
+                                baseline=baseline, image_shape=image_shape)
+
+
+def _limit(split: Split, n: int) -> Split:
+  return split if not n else Split(split.x[:n], split.y[:n])
+
+
+def load(name: str, seed: int):
+  """`(Dataset, image_shape)`: "digits<size>" images (grid segments) or a tabular set."""
+  if name.startswith("digits"):
+    data = load_digits_images(size=int(name[len("digits"):]), seed=seed)
+    return data, data.train.x.shape[1:]
+  return load_tabular_classification(name, seed=seed), None
 
 
 def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
   """Returns `(test_rows, validation_sweep, curves)` for one data set."""
-  data = load_tabular_classification(name, seed=cfg.data_seed)
-  n_units = data.train.x.shape[1]
-  ft = cfg.finetune.copy_and_resolve_references()
-  ft.n_steps = ft.n_steps or n_units
+  data, image_shape = load(name, cfg.data_seed)
+  val, test = _limit(data.val, cfg.eval.max_val), _limit(data.test, cfg.eval.max_test)
   k_pre, k_ft, k_eval = (jax.random.fold_in(key, i) for i in range(3))
   module = training.build_model(cfg.model, data.train.x.shape[1:], data.num_classes,
                                 seed=cfg.seed)
   pretrained, _ = training.pretrain(module, data.train, cfg.pretrain, key=k_pre)
+  ft = cfg.finetune.copy_and_resolve_references()
   ce_model, _ = training.finetune(methods.get_method("ce"), pretrained, data.train, ft, key=k_ft,
                                   desc=f"{name}: finetune ce")
   rows, sweep, curves = {}, {}, {}
   for ename, ecfg in cfg.explainers.items():
-    train_expl = _explainer(ecfg, ecfg.train_samples, data.mean)
-    eval_expl = _explainer(ecfg, ecfg.eval_samples, data.mean)
+    train_expl = _explainer(ecfg, ecfg.train_samples, data.mean, image_shape)
+    eval_expl = _explainer(ecfg, ecfg.eval_samples, data.mean, image_shape)
+    n_units = num_units(data.train.x.shape[1:], eval_expl.segments)
+    ft.n_steps = cfg.finetune.n_steps or n_units  # soft curves: one unit per step by default
     evaluator = evaluation.make_evaluator(pretrained, eval_expl, baseline=data.mean,
                                           n_steps=n_units, fraction=cfg.eval.fraction,
                                           batch_size=cfg.eval.batch_size)
-    ce_val = evaluator.evaluate(ce_model.params, data.val, k_eval).summary
+    ce_val = evaluator.evaluate(ce_model.params, val, k_eval).summary
     floor = ce_val["accuracy"] - cfg.selection.accuracy_drop
     method_name = _METHOD_OF[ecfg.name]
     sweep[ename] = {"ce": ce_val, "accuracy_floor": floor, "lams": {}}
@@ -68,18 +82,23 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
       model, hist = training.finetune(methods.get_method(method_name), pretrained, data.train,
                                       ft, key=k_ft, explainer=train_expl, baseline=data.mean,
                                       desc=f"{name}: {method_name} λ={lam}")
-      val = evaluator.evaluate(model.params, data.val, k_eval).summary
-      score = evaluation.selection_score(val, eta=cfg.selection.eta, accuracy_floor=floor)
-      sweep[ename]["lams"][str(lam)] = {**val, "score": score,
+      val_summary = evaluator.evaluate(model.params, val, k_eval).summary
+      score = evaluation.selection_score(val_summary, eta=cfg.selection.eta,
+                                         accuracy_floor=floor)
+      sweep[ename]["lams"][str(lam)] = {**val_summary, "score": score,
                                         "train_final": hist[-1] if hist else {}}
-      if best is None or score > best[0]:
-        best = (score, lam, model)
+      # Rank by the score; when no λ meets the floor, by validation accuracy (flagged).
+      rank = (score, 0.0) if score > float("-inf") else (score, val_summary["accuracy"])
+      if best is None or rank > best[0]:
+        best = (rank, lam, model)
     sweep[ename]["chosen_lam"] = best[1]
+    sweep[ename]["floor_met"] = best[0][0] > float("-inf")
     suffix = _ROW_SUFFIX[ecfg.name]
     for row, model in ((f"ce_{suffix}", ce_model), (f"idexpo_{suffix}", best[2])):
-      ev = evaluator.evaluate(model.params, data.test, k_eval)
+      ev = evaluator.evaluate(model.params, test, k_eval)
       rows[row] = {**ev.summary, "explainer": ecfg.name, "eval_samples": ecfg.eval_samples,
-                   **({"lam": best[1], "train_samples": ecfg.train_samples}
+                   **({"lam": best[1], "train_samples": ecfg.train_samples,
+                       "floor_met": sweep[ename]["floor_met"]}
                       if row.startswith("idexpo") else {})}
       curves[row] = (ev.fractions, ev.ins_curves, ev.del_curves)
   return rows, sweep, curves
@@ -96,8 +115,8 @@ def run(cfg) -> dict:
     rows, sweeps[name], curves = run_dataset(cfg, name, jax.random.fold_in(key, i))
     metrics[name] = rows
     timing[name] = time.perf_counter() - t
-    print(f"\n{name} test split (ins/del: mean of the curve at 1..{cfg.eval.fraction}·D "
-          f"features, k = 0 excluded; *_trapezoid: trapezoid over [0, 1]):\n"
+    print(f"\n{name} test split (ins/del: mean of the curve at 1..{cfg.eval.fraction}·U "
+          f"units, k = 0 excluded; *_trapezoid: trapezoid over [0, 1]):\n"
           f"{reporting.format_table(rows)}")
     for kind, idx in (("insertion", 1), ("deletion", 2)):
       for ename in cfg.explainers:
@@ -106,14 +125,14 @@ def run(cfg) -> dict:
         plotting.plot_curves(next(iter(sel.values()))[0], {r: c[idx] for r, c in sel.items()},
                              os.path.join(cfg.out_dir, f"{name}_{suffix}_{kind}.png"),
                              title=f"{name}: {kind} (test, {ename})",
-                             xlabel="fraction of features " + (
+                             xlabel=f"fraction of {cfg.units} " + (
                                  "inserted" if kind == "insertion" else "deleted"),
                              vline=cfg.eval.fraction)
   timing["total"] = time.perf_counter() - t_start
   metrics["protocol"] = {
-      "target": "predicted class at the clean input", "baseline": "training mean (0)",
-      "units": "features", "step_units": 1,
-      "ins_del": f"mean of the curve points 0 < k <= {cfg.eval.fraction}·D (k = 0 excluded)",
+      "target": "predicted class at the clean input", "baseline": "training mean",
+      "units": cfg.units, "step_units": 1,
+      "ins_del": f"mean of the curve points 0 < k <= {cfg.eval.fraction}·U (k = 0 excluded)",
       "ins_del_trapezoid": "trapezoid rule over the perturbed fraction [0, 1], both ends",
       "selection": f"λ maximising {cfg.selection.eta}·Acc + Ins + (1 − Del) on validation, "
                    f"accuracy floor = CE validation accuracy − {cfg.selection.accuracy_drop}"}
