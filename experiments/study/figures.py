@@ -94,7 +94,9 @@ def _show(ax, img):
 
 def _unit_map(phi: np.ndarray, x_shape, cell: int) -> np.ndarray:
   """An attribution over units as an image-shaped map (tabular: one row)."""
-  if len(x_shape) != 3 or phi.ndim == 2:
+  if len(x_shape) != 3:
+    return phi.reshape(1, -1)
+  if phi.ndim == 2:
     return phi
   h, w = x_shape[:2]
   side = -(-w // cell)

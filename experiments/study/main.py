@@ -26,9 +26,11 @@ def main(argv):
   results, artefacts = run_study(cfg)
   os.makedirs(cfg.output_dir, exist_ok=True)
   stem = os.path.join(cfg.output_dir, f"{cfg.data.name}_{cfg.explainer.name}")
-  results["figures"] = figures.write_all(results, artefacts, stem)
-  with open(f"{stem}.json", "w") as f:
-    json.dump(results, f, indent=1)
+  for with_figures in (False, True):  # the numbers are saved even if a figure fails
+    if with_figures:
+      results["figures"] = figures.write_all(results, artefacts, stem)
+    with open(f"{stem}.json", "w") as f:
+      json.dump(results, f, indent=1)
   print(figures.markdown_table(results))
   print(f"wrote {stem}.json in {results['seconds']:.0f} s")
 
