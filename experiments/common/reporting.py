@@ -20,6 +20,18 @@ def format_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[str]
   return "\n".join([head, sep, *body])
 
 
+def protocol(*, units: str, step_units: int, fraction: float, baseline: str,
+             explainer: str | None = None) -> dict:
+  """The evaluation protocol recorded beside the metrics (see `evaluation`)."""
+  info = {"target": "predicted class at the clean input", "baseline": baseline, "units": units,
+          "step_units": int(step_units),
+          "ins_del": f"mean of the curve points 0 < k <= {fraction}·U (k = 0 excluded)",
+          "ins_del_trapezoid": "trapezoid rule over the perturbed fraction [0, 1], both ends"}
+  if explainer is not None:
+    info["explainer"] = explainer
+  return info
+
+
 def _plain(obj):
   """Converts NumPy/JAX scalars and arrays (nested in dicts/lists) to JSON types."""
   if isinstance(obj, Mapping):

@@ -93,12 +93,10 @@ def run(cfg) -> dict:
     else:
       metrics[split] = table
   metrics["config"] = cfg.to_dict()
-  metrics["protocol"] = {
-      "target": "predicted class at the clean input", "explainer": cfg.explainer.name,
-      "baseline": "per-channel training mean", "units": "pixels",
-      "step_units": max(int(np.prod(image_shape[:2])) // cfg.eval.n_steps, 1),
-      "ins_del": f"mean of the curve points 0 < k <= {cfg.eval.fraction}·U (k = 0 excluded)",
-      "ins_del_trapezoid": "trapezoid rule over the perturbed fraction [0, 1], both ends"}
+  metrics["protocol"] = reporting.protocol(
+      units="pixels", step_units=max(int(np.prod(image_shape[:2])) // cfg.eval.n_steps, 1),
+      fraction=cfg.eval.fraction, baseline="per-channel training mean",
+      explainer=cfg.explainer.name)
 
   out = cfg.out_dir
   if "test" in results:

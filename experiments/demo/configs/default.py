@@ -23,8 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Fine-tuning, identical for every method (same steps, batches and optimizer); the ID-ExpO
   # terms `lam·mean(cIns + cDel) + lam2·mean(φ²)` are used only by methods with an explainer.
   c.finetune = ml_collections.ConfigDict(dict(
-      steps=300, batch_size=32, seed=1, optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True,
-      weight_decay=5e-4, lam=0.1, lam2=1e-4, n_steps=16, fraction=0.5, temperature=1.0,
+      steps=200, batch_size=32, seed=1, optimizer="sgd", lr=1e-2, momentum=0.9, nesterov=True,
+      weight_decay=5e-4, lam=0.01, lam2=1e-4, n_steps=16, fraction=0.5, temperature=1.0,
       deletion="ratio", log_softmax=True, chunk_size=None, eval_every=0))
 
   # Grad-CAM on the SmallCNN feature map (8×8 on 16×16 inputs), nearest upsampling.
