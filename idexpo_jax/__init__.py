@@ -11,6 +11,7 @@ from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.kernel_shap import kernel_shap, sample_coalitions
 from idexpo_jax.lime import LimeSamples, lime, lime_samples
 from idexpo_jax.local_linear import gaussian_neighbors, local_linear, model_outputs
+from idexpo_jax.loop import epoch_batch_fn, fit
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments, num_units,
                                 unit_mask_to_input)
