@@ -1,5 +1,7 @@
 """idexpo_jax: training neural networks whose explanations are faithful (ID-ExpO, RRR, ExpO)."""
 
+from idexpo_jax.checkpoint import (Restored, checkpoint_manager, latest_step, restore_checkpoint,
+                                   save_checkpoint)
 from idexpo_jax.curves import (batch_insertion_deletion, curve_auc, insertion_deletion_curves,
                                insertion_deletion_scores)
 from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
@@ -15,6 +17,8 @@ from idexpo_jax.loop import epoch_batch_fn, fit
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.masking import (apply_unit_mask, evaluate_masked, grid_segments, num_units,
                                 unit_mask_to_input)
+from idexpo_jax.parallel import (data_mesh, initialize_distributed, make_data_parallel_step,
+                                 process_rows, replicate, shard_batch, sharded_batch_fn)
 from idexpo_jax.predictor import Predictor, as_logits_fn, as_predictor, target_log_prob, target_prob
 from idexpo_jax.rrr import (AnotherExplanations, batch_input_gradients, explanation_mask,
                              find_another_explanation, rrr_penalty)
