@@ -24,6 +24,8 @@ gradient penalty with `methods` and `weights`). Run with
 `python -m experiments.image.main --config=experiments/image/configs/cifar10.py:gradcam`.
 """
 
+from ml_collections.config_dict import placeholder
+
 from experiments.study.configs.base import base_config
 
 
@@ -40,8 +42,10 @@ def image_config(explainer: str, *, name: str, side: int, num_train: int, image_
   c = base_config(explainer)
   cell = side // 8  # LIME/KernelSHAP units: an 8×8 grid of cells, 64 segments
   c.seeds = (0,)
-  c.data = {"name": name, "seed": 0, "data_dir": None, "image_size": image_size,
-            "max_train": None, "max_test": None}
+  # Typed placeholders (None until set) so that `--config.data.data_dir=...` can override them.
+  c.data = {"name": name, "seed": 0, "data_dir": placeholder(str),
+            "image_size": placeholder(int) if image_size is None else image_size,
+            "max_train": placeholder(int), "max_test": placeholder(int)}
   c.model = {"name": "resnet18", "width": 64, "stem_stride": 2}
   if explainer == "gradcam":
     c.explainer.update({"upsample": "nearest", "second_order": True})
