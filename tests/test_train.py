@@ -14,9 +14,9 @@ from idexpo_jax.train import init_train_state, make_train_step
 from test_models import fast_model  # tests/ is on sys.path under pytest's default import mode
 
 
-def _batch(channels=1, n=4, seed=0):
+def _batch(n=4, seed=0):
   rng = np.random.default_rng(seed)
-  return (jnp.asarray(rng.uniform(size=(n, 8, 8, channels)), jnp.float32),
+  return (jnp.asarray(rng.uniform(size=(n, 8, 8, 1)), jnp.float32),
           jnp.asarray(rng.integers(0, 10, size=n), jnp.int32))
 
 
@@ -26,7 +26,7 @@ def _cnn():
 
 
 def idexpo_loss(graphdef, rest):
-  """CE + 0.1 · mean(cIns + cDel) with Grad-CAM; the key jitters the inputs (to be seen)."""
+  """CE + 0.1 · mean(cIns + cDel) with Grad-CAM; the key jitters the inputs, so it matters."""
 
   def loss_fn(params, batch, key):
     xb, yb = batch
