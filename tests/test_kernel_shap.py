@@ -172,8 +172,8 @@ def test_sampling_regime_approaches_exact_shapley_values():
   assert np.abs(np.asarray(phis).mean(0) - ref).max() < 0.5 * err.mean()
 
 
-@pytest.mark.parametrize("d", [4, 9])  # exact and sampling regime
-def test_gradients_match_finite_differences(x64, d):
+def test_gradients_match_finite_differences(x64):
+  d = 9  # sampling regime (the exact regime differs only in the constant Z and weights)
   with x64():
     params = jax.tree.map(lambda a: a.astype(jnp.float64), init_params(jax.random.PRNGKey(0), d))
     x = jax.random.normal(jax.random.PRNGKey(1), (d,), jnp.float64)

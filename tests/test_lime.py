@@ -155,15 +155,15 @@ def test_vmapped_equals_looped_and_chunked_equals_unchunked():
 
 
 def test_plugs_into_idexpo_penalty_with_finite_gradients():
-  _, _, b, seg = problem(image=True)
+  seg = grid_segments(8, 8, 4)
   params = init_params(jax.random.PRNGKey(0), 64)
   xb = jax.random.normal(jax.random.PRNGKey(11), (2, 8, 8, 1))
   yb = jnp.array([1, 0])
-  explainer = functools.partial(lime, segments=seg, baseline=b, n_samples=40)
+  explainer = functools.partial(lime, segments=seg, baseline=0.1, n_samples=20)
 
   def penalty(params):
     return idexpo_penalty(functools.partial(logits, params), xb, yb, jax.random.PRNGKey(0),
-                          explainer=explainer, baseline=b, segments=seg, n_steps=16)[0]
+                          explainer=explainer, baseline=0.1, segments=seg, n_steps=4)[0]
 
   value, grads = jax.jit(jax.value_and_grad(penalty))(params)
   assert np.isfinite(value)
