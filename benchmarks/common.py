@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -100,8 +100,16 @@ def block(tree):
   return jax.block_until_ready(tree)
 
 
-def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1) -> dict:
+def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
+              warmup_fn: Optional[Callable[[], Any]] = None) -> dict:
   """Median wall time of `fn()` (which must block) over `repeats` calls after `warmup` calls.
+
+  Args:
+    fn: the timed call; it must block until its results are ready.
+    repeats: timed calls.
+    warmup: untimed calls before them (the first one compiles).
+    warmup_fn: a cheaper call that compiles the same executables (e.g. one group of a loop over
+      equal groups), used instead of `fn` for the warm-up calls.
 
   Returns:
     `{"median_s", "min_s", "times_s", "first_s"}`; `first_s` is the first warm-up call
@@ -110,7 +118,7 @@ def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1) -> di
   first = None
   for i in range(warmup):
     t0 = time.perf_counter()
-    fn()
+    (warmup_fn or fn)()
     if i == 0:
       first = time.perf_counter() - t0
   times = []

@@ -28,6 +28,8 @@ from idexpo_jax.masking import apply_unit_mask
 METHODS = ("lime", "kernel_shap")
 COMPETITORS = {"lime": ("lime_package", "captum_lime"),
                "kernel_shap": ("shap_package", "captum_kernel_shap")}
+DEFAULT_VARIANTS = {"lime": ("lime_package_default", "captum_lime_default"),
+                    "kernel_shap": ("captum_kernel_shap_default",)}
 
 
 def our_explainer(method: str):
@@ -68,15 +70,34 @@ def bench_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int
   x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
   keys = jax.random.split(jax.random.key(seed), len(problem.x))
   groups = _groups(len(problem.x), batch)
+  g0 = groups[0]
+  compiled, compile_s = compile_timed(explain_batch, problem.params, x[g0], t[g0], keys[g0])
 
   def run():
-    return block([explain_batch(problem.params, x[g], t[g], keys[g]) for g in groups])
+    return block([compiled(problem.params, x[g], t[g], keys[g]) for g in groups])
 
   timing = time_call(run, repeats=repeats)
   n = len(problem.x)
   return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
-          "n_images": n, "compile_s": timing["first_s"] - timing["median_s"],
-          "times_s": timing["times_s"]}
+          "n_images": n, "compile_s": compile_s, "times_s": timing["times_s"],
+          "flops_per_explanation": _flops(compiled) * len(groups) / n}
+
+
+def compile_timed(jitted, *args):
+  """`(compiled, seconds)`: ahead-of-time lowering and compilation of `jitted` for `args`."""
+  t0 = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  return compiled, time.perf_counter() - t0
+
+
+def _flops(compiled) -> float:
+  """XLA's flop count of a compiled executable (NaN when the backend gives none)."""
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
+  except Exception:  # pylint: disable=broad-except
+    return float("nan")
 
 
 def floor_inputs(problem: Problem, *, n_segments: int, n_samples: int, batch: int,
@@ -94,7 +115,7 @@ def bench_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int
                 repeats: int) -> dict:
   """Seconds per explanation of the forward passes alone: `N` images per explanation."""
   inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=batch)
-  forward = jax.jit(problem.logits)
+  forward, _ = compile_timed(jax.jit(problem.logits), problem.params, inputs[0])
 
   def run():
     return block([forward(problem.params, xs) for xs in inputs])
@@ -102,7 +123,8 @@ def bench_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int
   timing = time_call(run, repeats=repeats)
   n = len(problem.x)
   return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
-          "n_images": n, "n_forward": n * n_samples, "times_s": timing["times_s"]}
+          "n_images": n, "n_forward": n * n_samples, "times_s": timing["times_s"],
+          "flops_per_explanation": _flops(forward) * len(inputs) / n}
 
 
 def _per_explanation(explain_one, n_images: int) -> dict:
@@ -116,9 +138,13 @@ def _per_explanation(explain_one, n_images: int) -> dict:
   return {"per_explanation_s": float(np.median(times)), "n_images": n_images, "times_s": times}
 
 
-def bench_lime_package(problem: Problem, *, n_segments: int, n_samples: int,
-                       n_images: int) -> dict:
-  """`lime.lime_image.LimeImageExplainer` with the grid segments and our jitted predict."""
+def bench_lime_package(problem: Problem, *, n_segments: int, n_samples: int, n_images: int,
+                       batch_size: Optional[int] = None) -> dict:
+  """`lime.lime_image.LimeImageExplainer` with the grid segments and our jitted predict.
+
+  `batch_size` is the images per predict call: `n_samples` by default (one call); the package's
+  own default is 10.
+  """
   from lime import lime_image
   segments = problem.segments(n_segments)
   predict = jitted_predict_proba(problem)
@@ -130,7 +156,7 @@ def bench_lime_package(problem: Problem, *, n_segments: int, n_samples: int,
     exp = explainer.explain_instance(
         problem.x[i].astype(np.float64), predict, labels=(int(problem.targets[i]),),
         hide_color=hide, top_labels=None, num_features=n_segments, num_samples=n_samples,
-        batch_size=n_samples, segmentation_fn=lambda _: segments, random_seed=i)
+        batch_size=batch_size or n_samples, segmentation_fn=lambda _: segments, random_seed=i)
     return exp.local_exp
 
   return _per_explanation(explain_one, n_images)
@@ -166,8 +192,12 @@ def _binary_cosine_kernel(width: float):
 
 
 def bench_captum(problem: Problem, method: str, *, n_segments: int, n_samples: int,
-                 n_images: int) -> dict:
-  """captum's `Lime` / `KernelShap` on the PyTorch copy of the model (softmax output)."""
+                 n_images: int, perturbations_per_eval: Optional[int] = None) -> dict:
+  """captum's `Lime` / `KernelShap` on the PyTorch copy of the model (softmax output).
+
+  `perturbations_per_eval` is the samples per forward call: `n_samples` by default (one call);
+  captum's own default is 1.
+  """
   import torch
   from captum._utils.models.linear_model import SkLearnRidge
   from captum.attr import KernelShap, Lime
@@ -188,6 +218,24 @@ def bench_captum(problem: Problem, method: str, *, n_segments: int, n_samples: i
     with torch.no_grad():
       return explainer.attribute(images[i:i + 1], baselines=hide, target=int(problem.targets[i]),
                                  feature_mask=mask, n_samples=n_samples,
-                                 perturbations_per_eval=n_samples, show_progress=False)
+                                 perturbations_per_eval=perturbations_per_eval or n_samples,
+                                 show_progress=False)
+
+  return _per_explanation(explain_one, n_images)
+
+
+def bench_torch_floor(problem: Problem, *, n_segments: int, n_samples: int,
+                      n_images: int) -> dict:
+  """Seconds per explanation of the `N` forward passes of the PyTorch copy (captum's floor)."""
+  import torch
+
+  from benchmarks.torch_cnn import torch_small_cnn
+  model = torch_small_cnn(problem.params)
+  inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=1)
+  inputs = [torch.from_numpy(np.asarray(xs).transpose(0, 3, 1, 2).copy()) for xs in inputs]
+
+  def explain_one(i):
+    with torch.no_grad():
+      return model(inputs[i])
 
   return _per_explanation(explain_one, n_images)

@@ -7,6 +7,7 @@ Every ratio in the report comes from timings taken side by side in this one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -16,11 +17,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar pe
 
 from benchmarks import explainers as ex  # noqa: E402
 from benchmarks.common import machine_info, make_problem  # noqa: E402
-from benchmarks.report import write_markdown  # noqa: E402
+from benchmarks.report import analysis, write_markdown  # noqa: E402
 from benchmarks.train_steps import bench_train_steps  # noqa: E402
 
-QUICK = dict(images=2, samples=32, segments=[16], width=8, tiny_width=None, package_images=1,
-             repeats=1, batch=2, train_batch=2, train_samples=8, train_segments=16)
+QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
+             package_images=1, repeats=1, batch=2, train_batch=2, train_samples=8,
+             train_segments=16)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="LIME / KernelSHAP samples per example inside the train step")
   p.add_argument("--train-segments", type=int, default=16)
   p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+  p.add_argument("--no-defaults", dest="defaults", action="store_false",
+                 help="skip the packages' default batching (first configuration only)")
   p.add_argument("--skip-packages", action="store_true", help="time only idexpo_jax")
+  p.add_argument("--render", metavar="JSON", help="only re-render the doc from saved results")
   p.add_argument("--out", default="benchmarks/results.json")
   p.add_argument("--doc", default="docs/benchmarks.md")
   args = p.parse_args(argv)
@@ -51,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       setattr(args, k, v)
   if args.tiny_width == 0:
     args.tiny_width = None
+  if args.images % args.batch:
+    p.error(f"--images ({args.images}) must be a multiple of --batch ({args.batch}).")
   return args
 
 
@@ -58,7 +65,7 @@ def _log(msg: str) -> None:
   print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def bench_explainers(args, width: int, n_segments: int) -> dict:
+def bench_explainers(args, width: int, n_segments: int, *, with_defaults: bool = False) -> dict:
   """One row of the explainer table: ours, the floor and the packages on one configuration."""
   problem = make_problem(n_images=args.images, width=width)
   n_pkg = min(args.package_images, args.images)
@@ -79,6 +86,13 @@ def bench_explainers(args, width: int, n_segments: int) -> dict:
         "captum_kernel_shap": lambda: ex.bench_captum(problem, "kernel_shap", n_images=n_pkg,
                                                       **common),
     }
+    packages["torch_floor"] = lambda: ex.bench_torch_floor(problem, n_images=n_pkg, **common)
+    if with_defaults:  # the packages' default batching, as most users run them
+      packages["lime_package_default"] = lambda: ex.bench_lime_package(
+          problem, n_images=n_pkg, batch_size=10, **common)
+      for m in ex.METHODS:
+        packages[f"captum_{m}_default"] = functools.partial(
+            ex.bench_captum, problem, m, n_images=n_pkg, perturbations_per_eval=1, **common)
     for name, fn in packages.items():
       _log(f"width {width}, {n_segments} segments: {name}")
       try:
@@ -98,25 +112,36 @@ def explainer_ratios(row: dict) -> dict:
       continue
     t = ours["per_explanation_s"]
     out[f"{method}_over_floor"] = t / floor
-    for pkg in ex.COMPETITORS[method]:
+    for pkg in ex.COMPETITORS[method] + ex.DEFAULT_VARIANTS[method]:
       r = row["packages"].get(pkg, {})
       if "per_explanation_s" in r:
         out[f"{pkg}_over_ours"] = r["per_explanation_s"] / t
   for pkg, r in row["packages"].items():
     if "per_explanation_s" in r:
       out[f"{pkg}_over_floor"] = r["per_explanation_s"] / floor
+  torch_floor = row["packages"].get("torch_floor", {}).get("per_explanation_s")
+  for pkg in ("captum_lime", "captum_kernel_shap"):
+    if torch_floor and "per_explanation_s" in row["packages"].get(pkg, {}):
+      out[f"{pkg}_over_torch_floor"] = row["packages"][pkg]["per_explanation_s"] / torch_floor
   return out
 
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  if args.render:
+    with open(args.render) as f:
+      results = json.load(f)
+    write_markdown(results, args.doc, analysis(results))
+    _log(f"rendered {args.render} to {args.doc}")
+    return results
   t0 = time.time()
   results = {"machine": machine_info(), "args": vars(args), "explainers": []}
   configs = [(args.width, s) for s in args.segments]
   if args.tiny_width:
     configs.append((args.tiny_width, args.segments[0]))
-  for width, n_segments in configs:
-    results["explainers"].append(bench_explainers(args, width, n_segments))
+  for i, (width, n_segments) in enumerate(configs):
+    results["explainers"].append(bench_explainers(args, width, n_segments,
+                                                  with_defaults=i == 0 and args.defaults))
   _log("train steps")
   problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
   results["train_step"] = bench_train_steps(problem, batch_size=args.train_batch,
@@ -128,7 +153,7 @@ def main(argv=None) -> dict:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(results, f, indent=1)
-  write_markdown(results, args.doc)
+  write_markdown(results, args.doc, analysis(results))
   _log(f"wrote {args.out} and {args.doc} in {results['wall_s']:.0f} s")
   return results
 
