@@ -44,7 +44,7 @@ _OUTPUTS = ("prob", "logit")
 
 
 def shapley_kernel_weight(n_units: int, size) -> np.ndarray:
-  """Shapley kernel `π = (d − 1) / (C(d, k) k (d − k))` of coalitions of size `0 < k < d` (float64)."""
+  """Shapley kernel `π = (d − 1) / (C(d, k) k (d − k))` for sizes `0 < k < d` (float64)."""
   size = np.asarray(size, np.int64)
   binom = np.array([math.comb(n_units, int(k)) for k in size.ravel()], np.float64)
   return (n_units - 1) / (binom.reshape(size.shape) * size * (n_units - size))

@@ -86,7 +86,7 @@ def check_baseline(x: Array, baseline) -> None:
 
 
 def lime_distances(z: Array, *, distance: str = "cosine") -> Array:
-  """Distances `D(z_i, 1)` of binary samples `z (N, d)` to the all-ones vector (module docstring)."""
+  """Distances `D(z_i, 1)` of binary samples `z (N, d)` to the all-ones vector (see the module)."""
   n_kept = z.sum(-1)
   d = z.shape[-1]
   if distance == "cosine":
@@ -97,7 +97,7 @@ def lime_distances(z: Array, *, distance: str = "cosine") -> Array:
 
 
 def default_kernel_width(n_units: int, distance: str) -> float:
-  """`lime`'s default widths: 0.25 for "cosine" (image), `0.75·sqrt(d)` for "euclidean" (tabular)."""
+  """`lime`'s widths: 0.25 for "cosine" (image), `0.75·sqrt(d)` for "euclidean" (tabular)."""
   if distance == "cosine":
     return 0.25
   if distance == "euclidean":
