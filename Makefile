@@ -17,14 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m experiments.demo.main --config=experiments/demo/configs/default.py
 
-expo: $(STAMP)
-	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
-
 tabular: $(STAMP)
 	$(BIN)/python -m experiments.tabular.main --config=experiments/tabular/configs/default.py
 
 rrr: $(STAMP)
 	$(BIN)/python -m experiments.rrr.main --config=experiments/rrr/configs/default.py
+
+expo: $(STAMP)
+	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
