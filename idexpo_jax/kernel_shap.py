@@ -95,24 +95,6 @@ def sample_coalitions(key: Array, n_units: int, n_samples: int, *, paired: bool 
   return z
 
 
-def masked_target_logits(logits_fn, x: Array, z: Array, target, *, baseline,
-                         segments: Optional[Array] = None, chunk_size: Optional[int] = None
-                         ) -> Array:
-  """The target's logit at the masked inputs `apply_unit_mask(x, z_i, baseline)`, shape `(N,)`.
-
-  The logit counterpart of `masking.evaluate_masked` (same batching and `chunk_size`).
-  """
-  def run(zc):
-    out = logits_fn(masking.apply_unit_mask(x, zc, baseline, segments=segments))
-    if not isinstance(target, jax.core.Tracer) and not 0 <= int(target) < out.shape[-1]:
-      raise ValueError(f"`target` must be in [0, {out.shape[-1]}); got {int(target)}.")
-    return jnp.take(out, jnp.asarray(target), axis=-1)
-
-  if chunk_size is None or chunk_size >= z.shape[0]:
-    return run(z)
-  return jax.lax.map(lambda zi: run(zi[None])[0], z, batch_size=chunk_size)
-
-
 def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
                 baseline, n_samples: int = 512, paired: bool = True, output: str = "prob",
                 chunk_size: Optional[int] = None) -> Array:
@@ -147,11 +129,10 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     w = jnp.ones((z.shape[0],), x.dtype)
   z_all = jnp.concatenate([z, jnp.ones((1, d), x.dtype), jnp.zeros((1, d), x.dtype)])
   fn = as_logits_fn(logits_fn)
+  values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
+                                   chunk_size=chunk_size,
+                                   output="log_prob" if output == "prob" else "logit")
   if output == "prob":
-    values = jnp.exp(masking.evaluate_masked(fn, x, z_all, target, baseline=baseline,
-                                             segments=segments, chunk_size=chunk_size))
-  else:
-    values = masked_target_logits(fn, x, z_all, target, baseline=baseline, segments=segments,
-                                  chunk_size=chunk_size)
+    values = jnp.exp(values)
   v_full, v_empty = values[-2], values[-1]
   return constrained_least_squares(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)

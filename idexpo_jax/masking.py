@@ -127,8 +127,11 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
 
 
 def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
-                    segments: Optional[Array] = None, chunk_size: Optional[int] = None) -> Array:
-  """`log p_target` of the masked inputs `apply_unit_mask(x, z_i, baseline)`, in batched calls.
+                    segments: Optional[Array] = None, chunk_size: Optional[int] = None,
+                    output: str = "log_prob") -> Array:
+  """`log p_target` (or the target's logit) of all masked inputs, in batched calls.
+
+  The masked inputs are `apply_unit_mask(x, z_i, baseline)` for every row `z_i` of `z`.
 
   Args:
     logits_fn: `xb -> logits (B, K)`.
@@ -139,14 +142,19 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
     segments: optional `(H, W)` unit ids.
     chunk_size: if set and smaller than `N`, evaluates `chunk_size` rows at a time with
       `jax.lax.map`, so memory stays bounded for large `N`.
+    output: "log_prob" (log-softmax probability of `target`) or "logit" (its pre-softmax logit).
 
   Returns:
-    Log-probabilities of `target`, shape `(N,)`.
+    Log-probabilities (or logits) of `target`, shape `(N,)`.
   """
-  from idexpo_jax.predictor import target_log_prob  # local: avoids an import cycle
+  from idexpo_jax.predictor import target_log_prob, target_logit  # local: avoids an import cycle
+
+  scores = {"log_prob": target_log_prob, "logit": target_logit}
+  if output not in scores:
+    raise ValueError(f"`output` must be one of {tuple(scores)}; got {output!r}.")
 
   def run(zc):
-    return target_log_prob(logits_fn, apply_unit_mask(x, zc, baseline, segments=segments), target)
+    return scores[output](logits_fn, apply_unit_mask(x, zc, baseline, segments=segments), target)
 
   if z.ndim != 2:
     raise ValueError(f"`z` must be a batch of unit masks (N, U); got shape {tuple(z.shape)}.")

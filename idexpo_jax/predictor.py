@@ -56,6 +56,18 @@ def as_predictor(model: Union[Predictor, LogitsFn]) -> Predictor:
 
 def target_log_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
   """`log p_target(x)` for every row of `xb` (log-softmax of the logits), shape `(B,)`."""
+  logits, target = _checked_logits(logits_fn, xb, target)
+  return jnp.take(jax.nn.log_softmax(logits, axis=-1), target, axis=-1)
+
+
+def target_logit(logits_fn: LogitsFn, xb: Array, target) -> Array:
+  """The logit (pre-softmax score) of `target` for every row of `xb`, shape `(B,)`."""
+  logits, target = _checked_logits(logits_fn, xb, target)
+  return jnp.take(logits, target, axis=-1)
+
+
+def _checked_logits(logits_fn: LogitsFn, xb: Array, target) -> tuple[Array, Array]:
+  """`(logits_fn(xb), target)` after checking the logits' shape and the target's range."""
   logits = logits_fn(xb)
   if logits.ndim != 2:
     raise ValueError(f"`logits_fn` must return logits of shape (B, K); got {logits.shape}.")
@@ -64,8 +76,7 @@ def target_log_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
     raise ValueError(f"`target` must be a scalar class index; got shape {target.shape}.")
   if not isinstance(target, jax.core.Tracer) and not 0 <= int(target) < logits.shape[-1]:
     raise ValueError(f"`target` must be in [0, {logits.shape[-1]}); got {int(target)}.")
-  log_p = jax.nn.log_softmax(logits, axis=-1)
-  return jnp.take(log_p, target, axis=-1)
+  return logits, target
 
 
 def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:

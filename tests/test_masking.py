@@ -115,6 +115,25 @@ def test_evaluate_masked_chunked_equals_unchunked(chunk_size):
   np.testing.assert_allclose(full, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_evaluate_masked_logit_output_matches_numpy(chunk_size):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(6,)), jnp.float32)  # tabular: units are the features
+  w = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+  bias = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
+  z = jnp.asarray(rng.integers(0, 2, size=(5, 6)), jnp.float32)
+  baseline = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  out = jax.jit(lambda z: masking.evaluate_masked(
+      _linear_logits(w, bias), x, z, 1, baseline=baseline, chunk_size=chunk_size,
+      output="logit"))(z)
+  xm = _loop_apply(np.asarray(x), np.asarray(z, np.float64), np.asarray(baseline), None)
+  ref = xm @ np.asarray(w, np.float64)[:, 1] + float(bias[1])
+  assert out.shape == (5,)
+  np.testing.assert_allclose(out, ref, atol=1e-5)
+  with pytest.raises(ValueError, match="`output`"):
+    masking.evaluate_masked(_linear_logits(w, bias), x, z, 1, baseline=0.0, output="prob")
+
+
 def test_wrong_shapes_name_the_argument():
   x = jnp.zeros((4, 4, 1))
   with pytest.raises(ValueError, match="`z`"):

@@ -130,10 +130,8 @@ def run(cfg) -> dict:
                              vline=cfg.eval.fraction)
   timing["total"] = time.perf_counter() - t_start
   metrics["protocol"] = {
-      "target": "predicted class at the clean input", "baseline": "training mean",
-      "units": cfg.units, "step_units": 1,
-      "ins_del": f"mean of the curve points 0 < k <= {cfg.eval.fraction}·U (k = 0 excluded)",
-      "ins_del_trapezoid": "trapezoid rule over the perturbed fraction [0, 1], both ends",
+      **reporting.protocol(units=cfg.units, step_units=1, fraction=cfg.eval.fraction,
+                           baseline="training mean"),
       "selection": f"λ maximising {cfg.selection.eta}·Acc + Ins + (1 − Del) on validation, "
                    f"accuracy floor = CE validation accuracy − {cfg.selection.accuracy_drop}"}
   metrics["config"] = cfg.to_dict()
