@@ -7,10 +7,18 @@ Fine-tuning loss of a method with an explainer (ID-ExpO; Yoshikawa & Iwata, AIST
 `CE + λ·mean_n(cIns_n + cDel_n) + λ₂·mean(φ²)`, with the true label as the target (SPEC §1);
 cross-entropy only for `Method(explainer=None)`. Models fine-tune in `eval()` mode, so perturbed
 forward passes never update BatchNorm statistics (SPEC §7).
+
+Checkpoints (off by default): with `cfg.checkpoint_dir` set in a pre-training or fine-tuning
+config, the run saves its `TrainState` under `<checkpoint_dir>/<name>` every
+`cfg.checkpoint_every` steps (0: only after the last step) and resumes from there when restarted
+with the same command (`loop.fit`; bit-identical to an uninterrupted run). `<name>` must differ
+between runs: `pretrain_seed<cfg.seed>` for pre-training, the caller's `checkpoint_name` for
+fine-tuning.
 """
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Optional
 
 import jax
@@ -107,13 +115,32 @@ def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explaine
   return loss_fn
 
 
+def checkpoint_options(cfg, name: Optional[str]) -> dict:
+  """`fit`'s `checkpoint_dir`/`checkpoint_every` from `cfg` (`{}` when `cfg.checkpoint_dir` unset).
+
+  Args:
+    cfg: a training config with optional `checkpoint_dir` (None: no checkpoints) and
+      `checkpoint_every`.
+    name: the sub-directory of this run, unique among the runs that share `checkpoint_dir`.
+  """
+  directory = cfg.get("checkpoint_dir", None)
+  if not directory:
+    return {}
+  if not name:
+    raise ValueError("`checkpoint_name` is required when `checkpoint_dir` is set (runs sharing a "
+                     "directory would resume from each other's checkpoints).")
+  return {"checkpoint_dir": os.path.join(directory, name),
+          "checkpoint_every": int(cfg.get("checkpoint_every", 0))}
+
+
 def pretrain(module: nnx.Module, train_split, cfg, *, key, progress: bool = True):
   """Cross-entropy pre-training (BatchNorm statistics update in `train()` mode).
 
   Args:
     module: a freshly built NNX model.
     train_split: the training `Split`.
-    cfg: `steps`, `batch_size`, `seed` and the optimizer options of `make_optimizer`.
+    cfg: `steps`, `batch_size`, `seed`, the optimizer options of `make_optimizer` and the
+      optional `checkpoint_dir`/`checkpoint_every` (run name `pretrain_seed<seed>`).
     key: PRNG key of the loop.
     progress: show a tqdm bar.
 
@@ -133,14 +160,16 @@ def pretrain(module: nnx.Module, train_split, cfg, *, key, progress: bool = True
   step = make_train_step(loss_fn, tx, stateful=True)
   state, history = fit(step, init_train_state(params, tx, rest),
                        epoch_batch_fn(train_split, cfg.batch_size, seed=cfg.seed),
-                       num_steps=cfg.steps, key=key, progress=progress, desc="pretrain (CE)")
+                       num_steps=cfg.steps, key=key, progress=progress, desc="pretrain (CE)",
+                       **checkpoint_options(cfg, f"pretrain_seed{cfg.seed}"))
   trained = nnx.merge(graphdef, state.params, state.model_state)
   trained.eval()
   return Model(*functional(trained)), history
 
 
 def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=None,
-             baseline=None, eval_fn=None, progress: bool = True, desc: Optional[str] = None):
+             baseline=None, eval_fn=None, progress: bool = True, desc: Optional[str] = None,
+             checkpoint_name: Optional[str] = None):
   """Fine-tunes `model.params` with `make_loss(method, ...)` from step 0 with a fresh optimizer.
 
   Args:
@@ -152,6 +181,7 @@ def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=N
     explainer, baseline: see `make_loss`.
     eval_fn: optional `eval_fn(state) -> dict` every `cfg.eval_every` steps (see `loop.fit`).
     progress, desc: the tqdm bar.
+    checkpoint_name: this run's sub-directory of `cfg.checkpoint_dir` (required when it is set).
 
   Returns:
     `(model, history)` with the fine-tuned parameters.
@@ -162,5 +192,5 @@ def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=N
   state, history = fit(step, init_train_state(params, tx), epoch_batch_fn(
       train_split, cfg.batch_size, seed=cfg.seed), num_steps=cfg.steps, key=key,
                        eval_fn=eval_fn, eval_every=cfg.get("eval_every", 0), progress=progress,
-                       desc=desc)
+                       desc=desc, **checkpoint_options(cfg, checkpoint_name))
   return model._replace(params=state.params), history

@@ -56,7 +56,9 @@ def image_config(explainer: str, *, name: str, side: int, num_train: int, image_
   epoch = num_train // 128
   sgd = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
          "batch_size": 128, "seed": 0}
-  c.pretrain = {**sgd, "lr": 0.05, "steps": 60 * epoch}
+  # Resumable pre-training: `--config.pretrain.checkpoint_dir=DIR` saves every epoch.
+  c.pretrain = {**sgd, "lr": 0.05, "steps": 60 * epoch, "checkpoint_dir": placeholder(str),
+                "checkpoint_every": epoch}
   c.finetune.update({**sgd, "lr": 1e-4, "steps": 20 * epoch, "n_steps": 64, "fraction": 0.5,
                      "temperature": 1.0, "deletion": "ratio", "lam2": 1e-4})
   c.methods = ("ce", "idexpo")
