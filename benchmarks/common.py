@@ -130,6 +130,26 @@ def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
           "first_s": first}
 
 
+def time_interleaved(runs: dict, *, repeats: int = 3) -> dict:
+  """Times several blocking calls round-robin, so that they share the same machine load.
+
+  Each call gets one untimed warm-up; then every round times each call once.
+
+  Returns:
+    `name -> {"median_s", "min_s", "times_s"}`.
+  """
+  for fn in runs.values():
+    fn()
+  times = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, fn in runs.items():
+      t0 = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t0)
+  return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t}
+          for name, t in times.items()}
+
+
 def cpu_model() -> str:
   """The CPU model name from /proc/cpuinfo (or `platform.processor()`)."""
   try:

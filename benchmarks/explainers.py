@@ -48,12 +48,13 @@ def _groups(n: int, batch: int):
   return [slice(i, min(i + batch, n)) for i in range(0, n, batch)]
 
 
-def bench_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int, batch: int,
-               repeats: int, chunk_size: Optional[int] = None, seed: int = 0) -> Optional[dict]:
-  """Seconds per explanation of our jitted `jax.vmap`-ped explainer over all images.
+def prepare_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int, batch: int,
+                 chunk_size: Optional[int] = None, seed: int = 0):
+  """`(run, info)` for our jitted `jax.vmap`-ped explainer over all images, or None.
 
-  Images are explained `batch` at a time (one jitted call per group) so that memory stays
-  bounded; `compile_s` is the first call's extra time.
+  Images are explained `batch` at a time (one call per group of the ahead-of-time compiled
+  executable) so that memory stays bounded; `run()` explains all images and blocks; `info` has
+  `compile_s`, `n_images` and XLA's `flops_per_explanation`.
   """
   explain = our_explainer(method)
   if explain is None:
@@ -76,11 +77,44 @@ def bench_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int
   def run():
     return block([compiled(problem.params, x[g], t[g], keys[g]) for g in groups])
 
-  timing = time_call(run, repeats=repeats)
   n = len(problem.x)
-  return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
-          "n_images": n, "compile_s": compile_s, "times_s": timing["times_s"],
-          "flops_per_explanation": _flops(compiled) * len(groups) / n}
+  return run, {"n_images": n, "compile_s": compile_s,
+               "flops_per_explanation": _flops(compiled) * len(groups) / n}
+
+
+def prepare_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int):
+  """`(run, info)` for the forward passes alone: `N` masked images per explanation."""
+  inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=batch)
+  forward, _ = compile_timed(jax.jit(problem.logits), problem.params, inputs[0])
+
+  def run():
+    return block([forward(problem.params, xs) for xs in inputs])
+
+  n = len(problem.x)
+  return run, {"n_images": n, "n_forward": n * n_samples,
+               "flops_per_explanation": _flops(forward) * len(inputs) / n}
+
+
+def per_explanation(timing: dict, info: dict) -> dict:
+  """Adds the seconds per explanation of a timed `run` (all images) to its `info`."""
+  n = info["n_images"]
+  return {**info, "per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
+          "times_s": timing["times_s"]}
+
+
+def bench_ours(problem: Problem, method: str, *, repeats: int, **kwargs) -> Optional[dict]:
+  """Seconds per explanation of our explainer (see `prepare_ours` for the options)."""
+  prepared = prepare_ours(problem, method, **kwargs)
+  if prepared is None:
+    return None
+  run, info = prepared
+  return per_explanation(time_call(run, repeats=repeats), info)
+
+
+def bench_floor(problem: Problem, *, repeats: int, **kwargs) -> dict:
+  """Seconds per explanation of the floor (see `prepare_floor` for the options)."""
+  run, info = prepare_floor(problem, **kwargs)
+  return per_explanation(time_call(run, repeats=repeats), info)
 
 
 def compile_timed(jitted, *args):
@@ -109,22 +143,6 @@ def floor_inputs(problem: Problem, *, n_segments: int, n_samples: int, batch: in
   xs = jax.vmap(lambda x, zi: apply_unit_mask(x, zi, problem.baseline, segments=segments))(
       jnp.asarray(problem.x), z)
   return [xs[g].reshape(-1, *problem.x.shape[1:]) for g in _groups(len(problem.x), batch)]
-
-
-def bench_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int,
-                repeats: int) -> dict:
-  """Seconds per explanation of the forward passes alone: `N` images per explanation."""
-  inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=batch)
-  forward, _ = compile_timed(jax.jit(problem.logits), problem.params, inputs[0])
-
-  def run():
-    return block([forward(problem.params, xs) for xs in inputs])
-
-  timing = time_call(run, repeats=repeats)
-  n = len(problem.x)
-  return {"per_explanation_s": timing["median_s"] / n, "total_s": timing["median_s"],
-          "n_images": n, "n_forward": n * n_samples, "times_s": timing["times_s"],
-          "flops_per_explanation": _flops(forward) * len(inputs) / n}
 
 
 def _per_explanation(explain_one, n_images: int) -> dict:

@@ -71,7 +71,7 @@ def _explainer_table(row: dict) -> list[str]:
                    f"{_x(p / t) if t else '–'} | {_x(p / floor)} |")
   compile_s = {m: o["compile_s"] for m, o in row["ours"].items() if o}
   if compile_s:
-    lines += ["", "Compilation of our jitted explainers (first call minus a steady call): " +
+    lines += ["", "Compilation of our jitted explainers (ahead of time: lower + compile): " +
               ", ".join(f"`{m}` {_s(c)}" for m, c in compile_s.items()) + "."]
   return lines + [""]
 

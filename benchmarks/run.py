@@ -16,7 +16,7 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per explanation
 
 from benchmarks import explainers as ex  # noqa: E402
-from benchmarks.common import machine_info, make_problem  # noqa: E402
+from benchmarks.common import machine_info, make_problem, time_interleaved  # noqa: E402
 from benchmarks.report import analysis, write_markdown  # noqa: E402
 from benchmarks.train_steps import bench_train_steps  # noqa: E402
 
@@ -72,12 +72,17 @@ def bench_explainers(args, width: int, n_segments: int, *, with_defaults: bool =
   common = dict(n_segments=n_segments, n_samples=args.samples)
   row = {"width": width, "n_segments": n_segments, "n_samples": args.samples,
          "n_images": args.images, "ours": {}, "packages": {}}
-  _log(f"width {width}, {n_segments} segments: floor")
-  row["floor"] = ex.bench_floor(problem, batch=args.batch, repeats=args.repeats, **common)
+  _log(f"width {width}, {n_segments} segments: floor and ours (compile, then interleaved)")
+  prepared = {"floor": ex.prepare_floor(problem, batch=args.batch, **common)}
   for method in ex.METHODS:
-    _log(f"width {width}, {n_segments} segments: ours {method}")
-    row["ours"][method] = ex.bench_ours(problem, method, batch=args.batch, repeats=args.repeats,
-                                        **common)
+    prepared[method] = ex.prepare_ours(problem, method, batch=args.batch, **common)
+  available = {k: v for k, v in prepared.items() if v is not None}
+  timings = time_interleaved({k: run for k, (run, _) in available.items()},
+                             repeats=args.repeats)
+  row["floor"] = ex.per_explanation(timings["floor"], prepared["floor"][1])
+  for method in ex.METHODS:
+    row["ours"][method] = (ex.per_explanation(timings[method], prepared[method][1])
+                           if prepared[method] else None)
   if not args.skip_packages:
     packages = {
         "lime_package": lambda: ex.bench_lime_package(problem, n_images=n_pkg, **common),
