@@ -257,6 +257,12 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
                      "`explainer.name` 'lime' or 'kernel_shap' for tabular data.")
   explainer = registry.make_explainer(cfg.explainer.name, cfg.explainer, baseline=ds.mean,
                                       image_shape=image_shape)
+  train_explainer = explainer
+  if cfg.finetune.get("explainer", None):  # e.g. fewer LIME samples inside the train step
+    tcfg = cfg.explainer.copy_and_resolve_references()
+    tcfg.update(dict(cfg.finetune.explainer))
+    train_explainer = registry.make_explainer(cfg.explainer.name, tcfg, baseline=ds.mean,
+                                              image_shape=image_shape)
   n_units = num_units(x_shape, explainer.segments)
   sens_n = max(1, int(round(cfg.eval.sens_fraction * n_units)))
   configs = [(m, float(w)) for m in cfg.methods for w in (cfg.weights[m] if m != "ce" else [0.0])]
@@ -298,7 +304,7 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
     fcfg.seed = seed
     for i, (m, w) in enumerate(configs):
       if m not in steps:
-        steps[m] = make_finetune_step(m, model.graphdef, cfg.finetune, explainer=explainer,
+        steps[m] = make_finetune_step(m, model.graphdef, cfg.finetune, explainer=train_explainer,
                                       baseline=ds.mean)
       tuned = finetune(steps[m], model, ds.train, fcfg, w, key=jax.random.fold_in(skey, 10 + i),
                        desc=f"seed {seed} {m} λ={w:g}", progress=progress)
