@@ -241,3 +241,23 @@ def test_bad_arguments_raise_naming_them(kwargs, name):
   with pytest.raises(ValueError, match=name):
     kernel_shap(functools.partial(logits, params), jnp.zeros((8, 8, 1)), target,
                 jax.random.PRNGKey(0), **args)
+
+
+@pytest.mark.parametrize("paired,n_samples,minimum", [(True, 16, 24), (True, 23, 24),
+                                                      (False, 11, 12)])
+def test_too_few_coalitions_for_the_unknowns_raise_naming_the_minimum(paired, n_samples, minimum):
+  # d = 13 leaves 12 unknowns; a coalition and its complement give one equation (up to sign), so
+  # 16 paired samples (8 equations) used to give an all-NaN φ.
+  with pytest.raises(ValueError, match=rf"`n_samples` must be >= {minimum} .* got {n_samples}"):
+    kernel_shap(lambda xb: xb @ jnp.ones((13, 2)), jnp.ones(13), 0, jax.random.PRNGKey(0),
+                baseline=0.0, n_samples=n_samples, paired=paired)
+
+
+def test_sampling_regime_just_above_the_minimum_is_exact_for_a_linear_logit():
+  # Any full-rank set of coalitions recovers W·(x − b) exactly for a linear model's logit.
+  d = 13
+  w = jax.random.normal(jax.random.PRNGKey(9), (d, 2))
+  x = jax.random.normal(jax.random.PRNGKey(10), (d,))
+  phi = jax.jit(lambda x: kernel_shap(lambda xb: xb @ w, x, 1, jax.random.PRNGKey(0),
+                                      baseline=0.0, n_samples=64, output="logit"))(x)
+  np.testing.assert_allclose(phi, w[:, 1] * x, atol=1e-5)
