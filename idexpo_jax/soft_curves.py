@@ -30,6 +30,9 @@ def soft_step_counts(n_units: int, n_steps: int, fraction: float) -> tuple[int, 
   delta = max(n_units // n_steps, 1)
   m = -(-int(np.floor(fraction * n_units)) // delta)
   m = min(m, (n_units - 1) // delta)  # m·Δ < U: thresholds never index past the end
+  if m == 0 and n_units >= 2:
+    raise ValueError(f"`fraction`={fraction} of U={n_units} units covers no soft step of "
+                     f"Δ={delta} units (the penalty would be 0); use fraction >= {1 / n_units:.3g}.")
   return delta, m
 
 

@@ -155,8 +155,13 @@ def test_costs_match_float64_reference(kind):
 @given(n_units=st.integers(1, 300), n_steps=st.integers(1, 100),
        fraction=st.sampled_from([0.01, 0.1, 0.25, 0.5, 0.7, 0.99, 1.0]))
 def test_step_counts(n_units, n_steps, fraction):
+  expected = reference_steps(n_units, n_steps, fraction)
+  if expected[1] == 0 and n_units >= 2:
+    with pytest.raises(ValueError, match="fraction"):
+      soft_curves.soft_step_counts(n_units, n_steps, fraction)
+    return
   delta, n_soft = soft_curves.soft_step_counts(n_units, n_steps, fraction)
-  assert (delta, n_soft) == reference_steps(n_units, n_steps, fraction)
+  assert (delta, n_soft) == expected
   assert n_soft * delta < n_units or n_soft == 0
 
 
@@ -299,3 +304,12 @@ def test_wrong_inputs_name_the_argument():
     call(attribution=phi, fraction=1.5)
   with pytest.raises(ValueError, match="`baseline`"):
     call(attribution=phi, baseline=jnp.zeros((3, 3)))
+
+
+def test_fraction_covering_no_step_raises_naming_fraction():
+  x = jnp.ones((8,), jnp.float32)
+  phi = jnp.arange(8, dtype=jnp.float32)
+  logits_fn = lambda xb: jnp.stack([xb.sum(-1), -xb.sum(-1)], axis=-1)
+  with pytest.raises(ValueError, match="fraction"):
+    soft_curves.soft_insertion_deletion(logits_fn, x, phi, 0, baseline=0.0, fraction=0.1,
+                                        n_steps=8)
