@@ -27,7 +27,7 @@ expo: $(STAMP)
 	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n auto tests
 
 # bench: torch first, pinned to the CPU wheel (never a CUDA build), then captum via the extra.
 BENCH_STAMP := $(VENV)/.installed-bench
