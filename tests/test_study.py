@@ -41,14 +41,18 @@ def test_gradcam_on_tabular_raises():
     study.run_study(cfg, progress=False)
 
 
-@pytest.mark.parametrize("arg", ["gradcam", "wine,kernel_shap"])
-def test_smoke_study_end_to_end(tmp_path, arg):
-  cfg = smoke.get_config(arg)
-  if "," in arg:  # the tabular run checks the explainer plumbing; digits runs every method
-    cfg.methods = ("ce", "idexpo")
+@pytest.fixture(scope="module")
+def smoke_run():
+  """One tiny digits × LIME study with every method (compiled once for the whole module)."""
+  cfg = smoke.get_config("lime")
   results, artefacts = study.run_study(cfg, progress=False)
+  return cfg, results, artefacts
+
+
+def test_smoke_study_end_to_end(smoke_run, tmp_path):
+  cfg, results, artefacts = smoke_run
   # Every configuration and metric is reported, finite, for every seed.
-  assert {g["method"] for g in results["grid"]} == set(cfg.methods)
+  assert {g["method"] for g in results["grid"]} == set(study.METHOD_NAMES)
   for g in results["grid"]:
     for split in ("val", "test"):
       for metric in study.METRICS[:-1] if split == "val" else study.METRICS:
@@ -62,9 +66,31 @@ def test_smoke_study_end_to_end(tmp_path, arg):
   for eta, sel in again.items():
     for m, c in sel.items():
       assert results["selection"][str(eta)][m]["weight"] == c["weight"]
-  assert results["sensitivity_n"]["n"] == round(0.3 * results["units"])
+  assert results["units"] == 4  # 4×4 cells of the 8×8 digits
+  assert results["sensitivity_n"]["n"] == max(1, round(0.3 * results["units"]))
+  assert results["config"]["finetune"]["explainer"]["n_samples"] == 24
   # Figures and JSON.
   paths = figures.write_all(results, artefacts, str(tmp_path / "smoke"))
-  assert all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in paths)
+  assert len(paths) == 7 and all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in paths)
   json.dumps(results)
   assert "| ID-ExpO |" in figures.markdown_table(results)
+
+
+def test_figure5_draws_pixel_maps_and_tabular_rows(smoke_run, tmp_path):
+  """The heatmap branches the digits × LIME run does not reach: Grad-CAM maps, tabular rows."""
+  _, results, artefacts = smoke_run
+  fig = artefacts["figure"]
+  n = len(fig["x"])
+  pixel = {k: (v | {"phi": np.random.default_rng(0).normal(size=(n, 8, 8))}
+               if isinstance(v, dict) else v) for k, v in fig.items()}
+  tabular = {k: (v | {"phi": np.arange(n * 13.0).reshape(n, 13)} if isinstance(v, dict) else v)
+             for k, v in fig.items()} | {"x": np.linspace(-2.0, 2.0, n * 13).reshape(n, 13)}
+  for name, data, cell in (("pixel", pixel, None), ("tabular", tabular, None)):
+    res = results | {"config": results["config"] | {"explainer": {"cell": cell}}}
+    paths = figures.plot_examples(res, artefacts | {"figure": data}, str(tmp_path / name))
+    assert all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in paths)
+
+
+def test_display_scales_each_example_to_unit_range():
+  x = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
+  np.testing.assert_allclose(figures._display(x), [[[0.0, 1.0, 0.5]], [[0.0, 0.0, 0.0]]])

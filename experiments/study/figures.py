@@ -3,55 +3,48 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
+
+from idexpo_jax import plotting
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 LABELS = {"ce": "CE", "idexpo": "ID-ExpO", "expo_fidelity": "ExpO-Fidelity",
           "expo_stability": "ExpO-Stability", "gradient": "Gradient penalty"}
-MARKERS = {"ce": "o", "idexpo": "*", "expo_fidelity": "s", "expo_stability": "^", "gradient": "D"}
 
 
-def _selected(results: dict, metric: str):
-  """`{method: (acc means, metric means)}` over η of the selected configurations (test)."""
-  out = {}
-  for eta, sel in results["selection"].items():
-    for m, c in sel.items():
-      acc, val = out.setdefault(m, ([], []))
-      acc.append(c["test"]["accuracy"]["mean"])
-      val.append(c["test"][metric]["mean"])
-  return out
+def _grid_series(results: dict, metric: str, transform=lambda v: v):
+  """`({method: (test acc, metric)}, {method: λ labels})` over each method's weight grid."""
+  series, notes = {}, {}
+  for g in results["grid"]:
+    acc, val = series.setdefault(LABELS.get(g["method"], g["method"]), ([], []))
+    acc.append(g["test"]["accuracy"]["mean"])
+    val.append(float(transform(g["test"][metric]["mean"])))
+    notes.setdefault(LABELS.get(g["method"], g["method"]), []).append(f"λ={g['weight']:g}")
+  return series, notes
 
 
-def plot_metric_vs_accuracy(results: dict, panels, path: str) -> str:
-  """Metrics against test accuracy of each method's η-selected models (Figures 2 and 3).
+def plot_metric_vs_accuracy(results: dict, metric: str, label: str, path: str, *,
+                            transform=lambda v: v) -> str:
+  """A metric against test accuracy along each method's weight grid (Figures 2 and 3).
 
-  Args:
-    results: `run_study` results.
-    panels: `[(metric, transform, label)]`, e.g. `("del", lambda v: 1 − v, "1 − Del")`.
-    path: output PNG.
+  Every weight of the grid is shown (seed means on the test split, for display only; the
+  tables' weights are chosen on validation), so the points trace each method's trade-off.
   """
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-  for ax, (metric, fn, label) in zip(axes[0], panels):
-    for m, (acc, val) in _selected(results, metric).items():
-      order = np.argsort(acc)
-      ax.plot(np.asarray(acc)[order], fn(np.asarray(val))[order], marker=MARKERS.get(m, "o"),
-              ls="-" if m != "ce" else "", ms=9 if m == "idexpo" else 6, label=LABELS.get(m, m))
-    ax.set_xlabel("test accuracy")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
-  axes[0][0].legend(fontsize=8)
-  fig.suptitle(f"{results['dataset']} × {results['explainer']}: models selected on validation "
-               f"for η ∈ {{{', '.join(results['selection'])}}}", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  series, notes = _grid_series(results, metric, transform)
+  return plotting.plot_scatter(
+      series, path, xlabel="test accuracy", ylabel=label, annotations=notes, connect=True,
+      title=f"{results['dataset']} × {results['explainer']} (mean of {len(results['seeds'])} "
+            f"seeds)")
 
 
 def plot_change(results: dict, artefacts: dict, path: str) -> str:
-  """Per-example change of Ins and Del from the CE checkpoint (Figure 4), selected at main η."""
+  """Per-example change of Ins and Del from the CE checkpoint (Figure 4), selected at main η.
+
+  One panel per method with the percentage of examples in each quadrant (not a plain scatter,
+  so not `plotting.plot_scatter`).
+  """
+  import matplotlib.pyplot as plt
   before = artefacts["before"]
   b_ins, b_del = np.stack(before["test_ins"]), np.stack(before["test_del"])
   methods = list(results["per_example_change"])
@@ -81,83 +74,65 @@ def plot_change(results: dict, artefacts: dict, path: str) -> str:
   return path
 
 
-def _show(ax, img):
-  img = np.asarray(img)
-  if img.ndim == 3 and img.shape[-1] == 1:
-    img = img[..., 0]
-  if img.ndim == 1:
-    img = img[None, :]
-  if img.ndim == 3:
-    img = (img - img.min()) / (np.ptp(img) + 1e-8)
-  ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+def _display(x: np.ndarray) -> np.ndarray:
+  """Inputs as `(N, H, W[, C])` images in [0, 1] (min–max per example; tabular: one row)."""
+  x = np.asarray(x, np.float64)
+  if x.ndim == 2:
+    x = x[:, None, :]
+  axes = tuple(range(1, x.ndim))
+  lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+  return (x - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
-def _unit_map(phi: np.ndarray, x_shape, cell: int) -> np.ndarray:
-  """An attribution over units as an image-shaped map (tabular: one row)."""
-  if len(x_shape) != 3:
-    return phi.reshape(1, -1)
-  if phi.ndim == 2:
-    return phi
-  h, w = x_shape[:2]
-  side = -(-w // cell)
-  grid = phi.reshape(-1, side)
-  return np.repeat(np.repeat(grid, cell, 0), cell, 1)[:h, :w]
+def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
+  """Heatmaps of the same test inputs under each method and their mean Ins/Del curves (Fig. 5).
 
-
-def plot_examples(results: dict, artefacts: dict, path_maps: str, path_curves: str):
-  """Heatmaps and insertion/deletion curves of the same test inputs per method (Figure 5)."""
+  Heatmaps: one row per method (CE checkpoint first, then the models selected at the main η),
+  labelled with the mean Ins/Del of the shown examples. Curves: mean ± s.e.m. over the whole test
+  split (seed 0), with the scored range (`fraction`) marked.
+  """
+  from idexpo_jax.masking import grid_segments
   fig_data, chosen = artefacts["figure"], artefacts["chosen"][results["main_eta"]]
   entries = [("CE checkpoint", fig_data["pretrained"])] + [
-      (f"{LABELS.get(m, m)}", fig_data[(m, c["weight"])]) for m, c in chosen.items()]
-  x = fig_data["x"]
-  cell = results["config"]["explainer"].get("cell", 1)
-  n = len(x)
-  fig, axes = plt.subplots(n, len(entries) + 1, figsize=(1.9 * (len(entries) + 1), 1.9 * n),
-                           squeeze=False)
-  for i in range(n):
-    _show(axes[i][0], x[i])
-    axes[i][0].set_title(f"label {fig_data['label'][i]}", fontsize=7)
-    for j, (name, e) in enumerate(entries, start=1):
-      axes[i][j].imshow(_unit_map(e["phi"][i], x.shape[1:], cell), cmap="jet",
-                        interpolation="nearest")
-      axes[i][j].set_title(f"{name}\nIns {e['ins_score'][i]:.2f} Del {e['del_score'][i]:.2f}",
-                           fontsize=6)
-  for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-  fig.tight_layout()
-  fig.savefig(path_maps, dpi=120)
-  plt.close(fig)
-  fig, axes = plt.subplots(n, 2, figsize=(7.5, 2.2 * n), squeeze=False)
-  for i in range(n):
-    for name, e in entries:
-      axes[i][0].plot(e["fractions"], e["ins"][i], label=name)
-      axes[i][1].plot(e["fractions"], e["del"][i], label=name)
-    axes[i][0].set_ylabel(f"example {i}\np(target)", fontsize=8)
-  axes[0][0].set_title("insertion", fontsize=9)
-  axes[0][1].set_title("deletion", fontsize=9)
-  axes[-1][0].set_xlabel("fraction of units inserted")
-  axes[-1][1].set_xlabel("fraction of units deleted")
-  axes[0][1].legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path_curves, dpi=120)
-  plt.close(fig)
-  return path_maps, path_curves
+      (LABELS.get(m, m), fig_data[(m, c["weight"])]) for m, c in chosen.items()]
+  images = _display(fig_data["x"])
+  cell = results["config"]["explainer"].get("cell")
+  segments, maps = None, {}
+  for name, e in entries:
+    phi = np.asarray(e["phi"])
+    if phi.ndim == 2 and images.shape[1] > 1:  # unit scores over grid cells of images
+      segments = np.asarray(grid_segments(images.shape[1], images.shape[2], cell))
+    elif phi.ndim == 2:  # tabular: one row of features
+      phi = phi[:, None, :]
+    elif phi.ndim == 4:  # pixel maps with a channel axis
+      phi = phi[..., 0]
+    maps[f"{name}\nIns {np.mean(e['ins_score']):.2f} Del {np.mean(e['del_score']):.2f}"] = phi
+  titles = [f"label {y}" for y in fig_data["label"]]
+  paths = [plotting.plot_heatmaps(images, maps, f"{stem}_fig5_heatmaps.png", segments=segments,
+                                  titles=titles)]
+  fraction = results["config"]["eval"]["fraction"]
+  for kind, what in (("ins", "inserted"), ("del", "deleted")):
+    paths.append(plotting.plot_curves(
+        entries[0][1]["fractions"], {name: e[f"{kind}_all"] for name, e in entries},
+        f"{stem}_fig5_{kind}_curves.png", vline=fraction, xlabel=f"fraction of units {what}",
+        title=f"{results['dataset']} × {results['explainer']}: "
+              f"{'insertion' if kind == 'ins' else 'deletion'} (test, seed {results['seeds'][0]})"))
+  return paths
 
 
 def write_all(results: dict, artefacts: dict, stem: str) -> list[str]:
   """Writes every figure under `stem` and returns the paths."""
-  paths = [
-      plot_metric_vs_accuracy(results, [("ins", lambda v: v, "Ins (higher is better)"),
-                                        ("del", lambda v: 1.0 - v, "1 − Del (higher is better)")],
-                              f"{stem}_fig2_ins_del_vs_acc.png"),
-      plot_metric_vs_accuracy(results, [("sensitivity_n", lambda v: v,
-                                         f"sensitivity-n (n = {results['sensitivity_n']['n']})")],
+  return [
+      plot_metric_vs_accuracy(results, "ins", "Ins (higher is better)",
+                              f"{stem}_fig2_ins_vs_acc.png"),
+      plot_metric_vs_accuracy(results, "del", "1 − Del (higher is better)",
+                              f"{stem}_fig2_del_vs_acc.png", transform=lambda v: 1.0 - v),
+      plot_metric_vs_accuracy(results, "sensitivity_n",
+                              f"sensitivity-n (n = {results['sensitivity_n']['n']})",
                               f"{stem}_fig3_sensitivity_vs_acc.png"),
       plot_change(results, artefacts, f"{stem}_fig4_change.png"),
-      *plot_examples(results, artefacts, f"{stem}_fig5_heatmaps.png", f"{stem}_fig5_curves.png"),
+      *plot_examples(results, artefacts, stem),
   ]
-  return paths
 
 
 def markdown_table(results: dict, eta=None) -> str:

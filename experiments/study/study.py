@@ -352,8 +352,8 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
 
 
 def _figure_entry(evaluator, model: Model, ev, x_fig, key, n_fig: int) -> dict:
-  """Explanations and curves of the figure examples (the same key as the evaluation)."""
+  """Explanations and scores of the figure examples and the curves of the whole split."""
   pred, phi = evaluator.explain(model.params, x_fig, key)
   return {"pred": np.asarray(pred), "phi": np.asarray(phi), "fractions": ev.fractions,
-          "ins": ev.ins_curves[:n_fig], "del": ev.del_curves[:n_fig],
+          "ins_all": ev.ins_curves, "del_all": ev.del_curves,
           "ins_score": ev.per_example["ins"][:n_fig], "del_score": ev.per_example["del"][:n_fig]}
