@@ -44,6 +44,10 @@ study: $(STAMP)
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/digits.py:gradcam
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:breast_cancer,lime
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:breast_cancer,kernel_shap
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/digits.py:lime
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/digits.py:kernel_shap
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:wine,lime
+	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:wine,kernel_shap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
