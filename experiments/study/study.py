@@ -258,9 +258,11 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
   explainer = registry.make_explainer(cfg.explainer.name, cfg.explainer, baseline=ds.mean,
                                       image_shape=image_shape)
   train_explainer = explainer
-  if cfg.finetune.get("explainer", None):  # e.g. fewer LIME samples inside the train step
+  overrides = {k: v for k, v in dict(cfg.finetune.get("explainer", None) or {}).items()
+               if v is not None}
+  if overrides:  # e.g. fewer LIME samples inside the train step than in the evaluation
     tcfg = cfg.explainer.copy_and_resolve_references()
-    tcfg.update(dict(cfg.finetune.explainer))
+    tcfg.update(overrides)
     train_explainer = registry.make_explainer(cfg.explainer.name, tcfg, baseline=ds.mean,
                                               image_shape=image_shape)
   n_units = num_units(x_shape, explainer.segments)

@@ -28,6 +28,11 @@ def base_config(explainer: str) -> ml_collections.ConfigDict:
        # ExpO (Plumb et al.): fidelity neighbourhood σ and size (None: max(20, 2D)), stability
        # radius, and the regulariser sub-batch (16 of 128 in ExpO's reference; 8 of 32 here).
        "expo_sigma": 0.5, "expo_n_neighbors": None, "expo_radius": 0.05, "expo_reg_batch": 8})
+  if explainer != "gradcam":
+    # Options of the explainer inside the train step only (unset: as in the evaluation), e.g.
+    # `--config.finetune.explainer.n_samples=64` for a faster run on a CPU.
+    c.finetune.explainer = ml_collections.ConfigDict(
+        {"n_samples": ml_collections.config_dict.placeholder(int)})
   c.methods = METHODS
   # Weight grids: chosen so that λ·‖∇θ penalty‖ / ‖∇θ CE‖ at the CE checkpoint spans about
   # 0.05 to 2 for every method (measured on digits; ExpO's rule of thumb scales by such a ratio).
