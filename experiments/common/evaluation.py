@@ -114,6 +114,11 @@ def make_evaluator(model, explainer: Explainer, *, baseline, n_steps: int = 16,
   return Evaluator(evaluate, explain)
 
 
+def limit_split(split, n: int):
+  """The first `n` examples of a `Split` (all of them when `n` is 0 or None)."""
+  return split if not n else type(split)(split.x[:n], split.y[:n])
+
+
 def selection_score(summary: dict, *, eta: float = 2.0, accuracy_floor: float = 0.0) -> float:
   """SPEC §7 model selection `η·Acc + Ins + (1 − Del)`; `-inf` below the accuracy floor."""
   if summary["accuracy"] < accuracy_floor:

@@ -10,10 +10,13 @@ A *method* names a fine-tuning objective: `Method(explainer=None)` is cross-entr
 `Method(explainer="gradcam")` is ID-ExpO with that explainer,
 `CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` (Yoshikawa & Iwata, AISTATS 2024).
 
-Other issues extend the registry without editing this file's tables, e.g.::
+Registered here: explainers `gradcam` (pixels), `lime` and `kernel_shap` (`segment_explainer`s:
+grid cells of `cfg.cell` pixels on images, the features on tabular data) and methods `ce`,
+`idexpo_gradcam`, `idexpo_lime`, `idexpo_kernelshap`. Other modules extend the registry without
+editing these tables, e.g.::
 
-  register_explainer("lime", segment_explainer(lime, "n_samples", "kernel_width"))
-  register_method("idexpo_lime", Method(explainer="lime"))
+  register_explainer("my_lime", segment_explainer(lime, "n_samples", "kernel_width"))
+  register_method("idexpo_my_lime", Method(explainer="my_lime"))
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from idexpo_jax.grad_cam import grad_cam
+from idexpo_jax.kernel_shap import kernel_shap
+from idexpo_jax.lime import lime
 
 
 class Explainer(NamedTuple):
@@ -63,8 +68,16 @@ def segment_explainer(explain: Callable, *option_names: str) -> Callable:
   return factory
 
 
-EXPLAINERS: dict[str, Callable] = {"gradcam": gradcam_explainer}
-METHODS: dict[str, Method] = {"ce": Method(), "idexpo_gradcam": Method(explainer="gradcam")}
+LIME_OPTIONS = ("n_samples", "kernel_width", "distance", "ridge", "chunk_size")
+KERNEL_SHAP_OPTIONS = ("n_samples", "paired", "output", "chunk_size")
+
+EXPLAINERS: dict[str, Callable] = {
+    "gradcam": gradcam_explainer,
+    "lime": segment_explainer(lime, *LIME_OPTIONS),
+    "kernel_shap": segment_explainer(kernel_shap, *KERNEL_SHAP_OPTIONS)}
+METHODS: dict[str, Method] = {
+    "ce": Method(), "idexpo_gradcam": Method(explainer="gradcam"),
+    "idexpo_lime": Method(explainer="lime"), "idexpo_kernelshap": Method(explainer="kernel_shap")}
 
 
 def register_explainer(name: str, factory: Callable) -> None:
@@ -107,3 +120,20 @@ def make_explainer(name: str, cfg, *, baseline, image_shape=None) -> Explainer:
     return grid_segments(image_shape[0], image_shape[1], cell)
 
   return EXPLAINERS[name](cfg, baseline=baseline, segments_of=segments_of)
+
+
+def make_train_eval_explainers(name: str, cfg, *, baseline, image_shape=None
+                               ) -> tuple[Explainer, Explainer]:
+  """`(train, eval)` explainers of `make_explainer(name, ...)` with different sample budgets.
+
+  Explainers inside the train step may use fewer samples than the evaluated ones: the optional
+  `cfg.train_samples` and `cfg.eval_samples` become `n_samples` of each (both are dropped from the
+  options; explainers without samples, e.g. Grad-CAM, give the same explainer twice).
+  """
+  options = {k: v for k, v in cfg.items() if k not in ("train_samples", "eval_samples")}
+
+  def build(n_samples):
+    extra = {} if n_samples is None else {"n_samples": n_samples}
+    return make_explainer(name, {**options, **extra}, baseline=baseline, image_shape=image_shape)
+
+  return build(cfg.get("train_samples", None)), build(cfg.get("eval_samples", None))

@@ -22,9 +22,8 @@ from absl import app
 from ml_collections import config_flags
 
 from experiments.common import evaluation, methods, reporting, training
-from experiments.tabular import methods as tabular_methods
 from idexpo_jax import plotting
-from idexpo_jax.data.sklearn_data import Split, load_digits_images, load_tabular_classification
+from idexpo_jax.data.sklearn_data import load_digits_images, load_tabular_classification
 from idexpo_jax.masking import num_units
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
@@ -32,16 +31,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configurat
 
 _METHOD_OF = {"lime": "idexpo_lime", "kernel_shap": "idexpo_kernelshap"}
 _ROW_SUFFIX = {"lime": "lime", "kernel_shap": "kernelshap"}
-
-
-def _explainer(ecfg, n_samples: int, baseline, image_shape):
-  options = {k: v for k, v in ecfg.items() if k not in ("train_samples", "eval_samples")}
-  return methods.make_explainer(ecfg.name, {**options, "n_samples": n_samples},
-                                baseline=baseline, image_shape=image_shape)
-
-
-def _limit(split: Split, n: int) -> Split:
-  return split if not n else Split(split.x[:n], split.y[:n])
 
 
 def load(name: str, seed: int):
@@ -55,7 +44,8 @@ def load(name: str, seed: int):
 def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
   """Returns `(test_rows, validation_sweep, curves)` for one data set."""
   data, image_shape = load(name, cfg.data_seed)
-  val, test = _limit(data.val, cfg.eval.max_val), _limit(data.test, cfg.eval.max_test)
+  val = evaluation.limit_split(data.val, cfg.eval.max_val)
+  test = evaluation.limit_split(data.test, cfg.eval.max_test)
   k_pre, k_ft, k_eval = (jax.random.fold_in(key, i) for i in range(3))
   module = training.build_model(cfg.model, data.train.x.shape[1:], data.num_classes,
                                 seed=cfg.seed)
@@ -65,8 +55,8 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
                                   desc=f"{name}: finetune ce")
   rows, sweep, curves = {}, {}, {}
   for ename, ecfg in cfg.explainers.items():
-    train_expl = _explainer(ecfg, ecfg.train_samples, data.mean, image_shape)
-    eval_expl = _explainer(ecfg, ecfg.eval_samples, data.mean, image_shape)
+    train_expl, eval_expl = methods.make_train_eval_explainers(
+        ecfg.name, ecfg, baseline=data.mean, image_shape=image_shape)
     n_units = num_units(data.train.x.shape[1:], eval_expl.segments)
     ft.n_steps = cfg.finetune.n_steps or n_units  # soft curves: one unit per step by default
     evaluator = evaluation.make_evaluator(pretrained, eval_expl, baseline=data.mean,
@@ -107,7 +97,6 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
 def run(cfg) -> dict:
   """Runs every data set of `cfg.datasets`; returns the metrics written to metrics.json."""
   t_start = time.perf_counter()
-  tabular_methods.register()
   key = jax.random.key(cfg.seed)
   metrics, sweeps, timing = {}, {}, {}
   for i, name in enumerate(cfg.datasets.split(",")):
