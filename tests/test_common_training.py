@@ -7,6 +7,7 @@ import pytest
 
 from experiments.common import methods, training
 from idexpo_jax.data.sklearn_data import Split
+from idexpo_jax.models import functional
 
 _RNG = np.random.default_rng(0)
 _TRAIN = Split(_RNG.normal(size=(40, 5)).astype(np.float32), _RNG.integers(0, 3, size=40))
@@ -52,3 +53,26 @@ def test_pretrain_and_finetune_resume_from_checkpoint_dir(tmp_path):
 
 def test_no_checkpoint_options_by_default():
   assert training.checkpoint_options(_cfg(1), None) == {}
+
+
+def test_penalty_batch_restricts_the_idexpo_terms_to_the_first_examples():
+  model = training.Model(*functional(_module()))
+  explainer = methods.make_explainer("lime", {"n_samples": 16, "distance": "euclidean"},
+                                     baseline=np.zeros(5, np.float32))
+  cfg = ml_collections.ConfigDict(dict(lam=0.5, lam2=0.1, n_steps=5, fraction=0.5,
+                                       temperature=1.0, penalty_batch=3))
+  method = methods.get_method("idexpo_lime")
+  batch = Split(_TRAIN.x[:8], _TRAIN.y[:8])
+  key = jax.random.key(1)
+  loss, aux = jax.jit(training.make_loss(method, model, cfg, explainer=explainer,
+                                         baseline=np.zeros(5, np.float32)))(model.params, batch,
+                                                                            key)
+  cfg.penalty_batch = 0
+  head = Split(batch.x[:3], batch.y[:3])
+  ref, ref_aux = jax.jit(training.make_loss(method, model, cfg, explainer=explainer,
+                                            baseline=np.zeros(5, np.float32)))(model.params,
+                                                                               head, key)
+  # Same ID-ExpO terms as on the first 3 examples alone; CE still on all 8.
+  np.testing.assert_allclose(loss - aux["ce"], ref - ref_aux["ce"], rtol=1e-6)
+  np.testing.assert_allclose(aux["penalty"], ref_aux["penalty"], rtol=1e-6)
+  assert not np.isclose(aux["ce"], ref_aux["ce"])

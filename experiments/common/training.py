@@ -90,8 +90,11 @@ def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explaine
   Args:
     method: the registered method; `explainer=None` gives cross-entropy only.
     model: the split model (its `graphdef` and `rest` stay fixed).
-    cfg: `lam` (λ), `lam2` (λ₂) and the soft-curve options `n_steps`, `fraction`,
-      `temperature`, `deletion`, `log_softmax`, `chunk_size` (see `soft_insertion_deletion`).
+    cfg: `lam` (λ), `lam2` (λ₂), the soft-curve options `n_steps`, `fraction`,
+      `temperature`, `deletion`, `log_softmax`, `chunk_size` (see `soft_insertion_deletion`) and
+      `penalty_batch`: the ID-ExpO terms see the first `penalty_batch` examples of the batch
+      (0 or unset: all of them; cross-entropy always sees the whole batch), a cheaper penalty for
+      sampling explainers (LIME, KernelSHAP evaluate the model on every perturbed input).
     explainer: the bound explainer (required when `method.explainer` is set).
     baseline: the value of removed units.
   """
@@ -104,8 +107,9 @@ def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explaine
     ce, aux = _ce_terms(predictor(batch.x), batch.y)
     if method.explainer is None:
       return ce, aux
+    n = cfg.get("penalty_batch", 0) or None
     penalty, paux = idexpo_penalty(
-        predictor, batch.x, batch.y, key, explainer=explainer.fn, baseline=baseline,
+        predictor, batch.x[:n], batch.y[:n], key, explainer=explainer.fn, baseline=baseline,
         segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction,
         temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"),
         log_softmax=cfg.get("log_softmax", True), chunk_size=cfg.get("chunk_size", None))
