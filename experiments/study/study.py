@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.common import methods as registry
-from experiments.common.evaluation import SCORES, make_evaluator, selection_score
+from experiments.common.evaluation import SCORES, limit_split, make_evaluator, selection_score
 from experiments.common.training import Model, _ce_terms, build_model, make_optimizer, pretrain
 from idexpo_jax.expo import expo_fidelity, expo_stability
 from idexpo_jax.idexpo import idexpo_penalty
@@ -140,10 +140,6 @@ def finetune(step, model: Model, train_split, cfg, lam: float, *, key, desc=None
     raise FloatingPointError(f"fine-tuning {desc} diverged (loss {history[-1]['loss']}); lower "
                              f"its weight grid.")
   return model._replace(params=state.params)
-
-
-def _subset(split, n: Optional[int]):
-  return split if n is None or n >= len(split.y) else type(split)(split.x[:n], split.y[:n])
 
 
 def make_sensitivity(graphdef, explainer, *, baseline, n: int, n_subsets: int,
@@ -268,7 +264,8 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
   n_units = num_units(x_shape, explainer.segments)
   sens_n = max(1, int(round(cfg.eval.sens_fraction * n_units)))
   configs = [(m, float(w)) for m in cfg.methods for w in (cfg.weights[m] if m != "ce" else [0.0])]
-  val, test = _subset(ds.val, cfg.eval.get("max_val")), _subset(ds.test, cfg.eval.get("max_test"))
+  val = limit_split(ds.val, cfg.eval.get("max_val"))
+  test = limit_split(ds.test, cfg.eval.get("max_test"))
   n_fig = min(cfg.figures.n_examples, len(test.y))
   per_seed = {c: {"val": [], "test": [], "test_ins": [], "test_del": []} for c in configs}
   before = {"test": [], "test_ins": [], "test_del": []}
