@@ -16,7 +16,18 @@ Array = jax.Array
 
 
 def _solve_spd(a: Array, b: Array) -> Array:
-  return jax.scipy.linalg.solve(a, b, assume_a="pos")
+  """Minimum-norm solution of the symmetric positive semi-definite system `a x = b`.
+
+  Solved through the eigendecomposition of `a` (a `d×d` matrix, cheap next to the model
+  evaluations), discarding eigenvalues below `d · eps · λ_max`: a well-conditioned system gets its
+  unique solution, a singular one (e.g. repeated coalitions, `ridge=0`) the least-squares
+  minimum-norm solution, as `numpy.linalg.lstsq` gives, instead of NaN.
+  """
+  evals, evecs = jnp.linalg.eigh(a)
+  cutoff = a.shape[0] * jnp.finfo(a.dtype).eps * jnp.max(jnp.abs(evals))
+  inv = jnp.where(evals > cutoff, 1.0 / jnp.where(evals > cutoff, evals, 1.0), 0.0)
+  proj = evecs.T @ b
+  return evecs @ (inv[:, None] * proj if proj.ndim == 2 else inv * proj)
 
 
 def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,

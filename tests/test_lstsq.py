@@ -90,3 +90,20 @@ def test_wrong_shapes_name_the_argument():
     constrained_least_squares(z, f, jnp.ones((9,)), total=1.0, offset=0.0)
   with pytest.raises(ValueError, match="`total`"):
     constrained_least_squares(z, f, w, total=jnp.ones((3,)), offset=0.0)
+
+
+def test_singular_system_gives_minimum_norm_solution_not_nan():
+  # Two identical columns: the normal equations are singular without a ridge.
+  rng = np.random.default_rng(0)
+  z = rng.integers(0, 2, size=(12, 3)).astype(np.float64)
+  z[:, 2] = z[:, 1]
+  f = rng.normal(size=12)
+  w = rng.uniform(0.5, 2.0, size=12)
+  coef, intercept = jax.jit(lambda a, b, c: weighted_least_squares(a, b, c))(
+      jnp.asarray(z, jnp.float32), jnp.asarray(f, jnp.float32), jnp.asarray(w, jnp.float32))
+  zc = z - (w @ z) / w.sum()
+  fc = f - (w @ f) / w.sum()
+  sw = np.sqrt(w)[:, None]
+  expected = np.linalg.lstsq(sw * zc, sw[:, 0] * fc, rcond=None)[0]  # minimum norm
+  assert np.all(np.isfinite(np.asarray(coef)))
+  np.testing.assert_allclose(coef, expected, rtol=1e-4, atol=1e-4)
