@@ -16,7 +16,8 @@ def get_config(arg: str = "cifar10,gradcam"):
   c.data.update({"max_train": 64, "max_test": 16})
   c.model.width = 4
   if explainer != "gradcam":
-    c.explainer.update({"n_samples": 32, "chunk_size": None})
+    # KernelSHAP needs at least 2(d − 1) = 126 paired samples on the 64 grid cells.
+    c.explainer.update({"n_samples": 32 if explainer == "lime" else 128, "chunk_size": None})
   c.pretrain.steps = 4
   c.pretrain.batch_size = 16
   c.finetune.update({"steps": 2, "batch_size": 4, "n_steps": 8})
