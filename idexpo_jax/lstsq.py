@@ -1,10 +1,10 @@
 """The one weighted-least-squares solver behind LIME, KernelSHAP and ExpO's local fits.
 
 Everything is closed form so that it compiles into a train step and is differentiable in the
-regression targets `f` (model outputs). The design `Z` and the weights `w` are data. Systems are
-solved (Cholesky-based `solve` on the `d×d` normal equations), never inverted, after weighted
-centering, which removes the intercept from the penalised system exactly as scikit-learn's `Ridge`
-does with `sample_weight`.
+regression targets `f` (model outputs). The design `Z` and the weights `w` are data. The `d×d`
+normal equations are solved through their eigendecomposition (minimum-norm when singular), never
+by an explicit inverse, after weighted centering, which removes the intercept from the penalised
+system exactly as scikit-learn's `Ridge` does with `sample_weight`.
 """
 
 from __future__ import annotations
