@@ -49,12 +49,14 @@ def _groups(n: int, batch: int):
 
 
 def prepare_ours(problem: Problem, method: str, *, n_segments: int, n_samples: int, batch: int,
-                 chunk_size: Optional[int] = None, seed: int = 0):
+                 chunk_size: Optional[int] = None, seed: int = 0,
+                 options: Optional[dict] = None):
   """`(run, info)` for our jitted `jax.vmap`-ped explainer over all images, or None.
 
   Images are explained `batch` at a time (one call per group of the ahead-of-time compiled
   executable) so that memory stays bounded; `run()` explains all images and blocks; `info` has
-  `compile_s`, `n_images` and XLA's `flops_per_explanation`.
+  `compile_s`, `n_images` and XLA's `flops_per_explanation`. `options` are further keyword
+  arguments of the explainer (e.g. `distance="euclidean"` for tabular LIME).
   """
   explain = our_explainer(method)
   if explain is None:
@@ -65,7 +67,7 @@ def prepare_ours(problem: Problem, method: str, *, n_segments: int, n_samples: i
   def explain_batch(params, xb, tb, keys):
     logits_fn = lambda z: problem.logits(params, z)
     one = functools.partial(explain, logits_fn, segments=segments, baseline=problem.baseline,
-                            n_samples=n_samples, chunk_size=chunk_size)
+                            n_samples=n_samples, chunk_size=chunk_size, **(options or {}))
     return jax.vmap(one)(xb, tb, keys)
 
   x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
@@ -217,25 +219,48 @@ def bench_captum(problem: Problem, method: str, *, n_segments: int, n_samples: i
   captum's own default is 1.
   """
   import torch
-  from captum._utils.models.linear_model import SkLearnRidge
-  from captum.attr import KernelShap, Lime
 
   from benchmarks.torch_cnn import torch_small_cnn
-  model = torch.nn.Sequential(torch_small_cnn(problem.params), torch.nn.Softmax(dim=-1)).eval()
-  if method == "lime":
-    explainer = Lime(model, interpretable_model=SkLearnRidge(alpha=1.0),
-                     similarity_func=_binary_cosine_kernel(0.25))
-  else:
-    explainer = KernelShap(model)
   mask = torch.from_numpy(problem.segments(n_segments).astype(np.int64))[None, None]
   images = torch.from_numpy(np.ascontiguousarray(problem.x.transpose(0, 3, 1, 2)))
   hide = float(np.asarray(problem.baseline).reshape(-1)[0])
+  return captum_per_explanation(torch_small_cnn(problem.params), method, images, problem.targets,
+                                baselines=hide, feature_mask=mask,
+                                similarity_func=_binary_cosine_kernel(0.25), n_samples=n_samples,
+                                n_images=n_images,
+                                perturbations_per_eval=perturbations_per_eval)
+
+
+def captum_per_explanation(logits_model, method: str, inputs, targets, *, baselines,
+                           feature_mask, similarity_func, n_samples: int, n_images: int,
+                           perturbations_per_eval: Optional[int] = None) -> dict:
+  """Times captum's `Lime` (ridge α = 1, `similarity_func`) or `KernelShap` on `inputs[i:i+1]`.
+
+  Args:
+    logits_model: a PyTorch module returning logits; captum explains its softmax.
+    method: "lime" or "kernel_shap".
+    inputs: a tensor with the examples on axis 0 (in the layout of `logits_model`).
+    targets: the explained class per example.
+    baselines, feature_mask: captum's arguments (`feature_mask=None`: one unit per feature).
+    similarity_func: `Lime`'s kernel (unused by `KernelShap`).
+    n_samples, n_images: samples per explanation, examples timed.
+    perturbations_per_eval: samples per forward call (`n_samples` by default, captum's is 1).
+  """
+  import torch
+  from captum._utils.models.linear_model import SkLearnRidge
+  from captum.attr import KernelShap, Lime
+  model = torch.nn.Sequential(logits_model, torch.nn.Softmax(dim=-1)).eval()
+  if method == "lime":
+    explainer = Lime(model, interpretable_model=SkLearnRidge(alpha=1.0),
+                     similarity_func=similarity_func)
+  else:
+    explainer = KernelShap(model)
 
   def explain_one(i):
     torch.manual_seed(i)
     with torch.no_grad():
-      return explainer.attribute(images[i:i + 1], baselines=hide, target=int(problem.targets[i]),
-                                 feature_mask=mask, n_samples=n_samples,
+      return explainer.attribute(inputs[i:i + 1], baselines=baselines, target=int(targets[i]),
+                                 feature_mask=feature_mask, n_samples=n_samples,
                                  perturbations_per_eval=perturbations_per_eval or n_samples,
                                  show_progress=False)
 

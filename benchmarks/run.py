@@ -1,6 +1,7 @@
 """`make bench`: explainer throughput and train-step cost, written to JSON and Markdown.
 
-Usage: `python -m benchmarks.run [--quick] [--images 64] [--samples 1000] ...` (see `--help`).
+Usage: `python -m benchmarks.run [--quick] [--images 64] [--samples 1000] ...` (see `--help`);
+`--only tabular` runs the tabular MLP section alone and merges it into the saved results.
 Every ratio in the report comes from timings taken side by side in this one run.
 """
 
@@ -16,13 +17,14 @@ import time
 os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per explanation
 
 from benchmarks import explainers as ex  # noqa: E402
+from benchmarks import tabular as tab  # noqa: E402
 from benchmarks.common import machine_info, make_problem, time_interleaved  # noqa: E402
 from benchmarks.report import analysis, write_markdown  # noqa: E402
 from benchmarks.train_steps import bench_train_steps  # noqa: E402
 
 QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
              package_images=1, repeats=1, batch=2, train_batch=2, train_samples=8,
-             train_segments=16)
+             train_segments=16, tabular_rows=2, tabular_package_rows=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--train-samples", type=int, default=128,
                  help="LIME / KernelSHAP samples per example inside the train step")
   p.add_argument("--train-segments", type=int, default=16)
+  p.add_argument("--only", choices=("all", "image", "tabular"), default="all",
+                 help="sections to run; a partial run merges into the existing --out JSON")
+  p.add_argument("--tabular-rows", type=int, default=64,
+                 help="breast-cancer test rows explained by our explainers (tabular MLP)")
+  p.add_argument("--tabular-package-rows", type=int, default=16,
+                 help="rows explained by each package in the tabular section")
   p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
   p.add_argument("--no-defaults", dest="defaults", action="store_false",
                  help="skip the packages' default batching (first configuration only)")
@@ -133,6 +141,60 @@ def explainer_ratios(row: dict) -> dict:
   return out
 
 
+def bench_tabular(args) -> dict:
+  """The tabular MLP row: ours, the floor and the packages on breast cancer (`benchmarks.tabular`).
+
+  Our explainers explain all rows in one jitted, vmapped call.
+  """
+  problem = tab.make_tabular_problem(n_rows=args.tabular_rows)
+  d = problem.x.shape[1]
+  n_pkg = min(args.tabular_package_rows, args.tabular_rows)
+  common = dict(n_segments=d, n_samples=args.samples)
+  row = {"model": f"MLP {d}-{'-'.join(map(str, problem.hidden))}-2", "dataset": "breast_cancer",
+         "n_features": d, "hidden": list(problem.hidden), "n_samples": args.samples,
+         "n_images": args.tabular_rows, "kernel_width": tab.lime_width(problem),
+         "machine": machine_info(), "ours": {}, "packages": {}}
+  batch = args.tabular_rows
+  _log(f"tabular MLP, {d} features: floor and ours (compile, then interleaved)")
+  prepared = {"floor": ex.prepare_floor(problem, batch=batch, **common)}
+  for method in ex.METHODS:
+    prepared[method] = ex.prepare_ours(problem, method, batch=batch, **common,
+                                       options=tab.LIME_OPTIONS if method == "lime" else None)
+  available = {k: v for k, v in prepared.items() if v is not None}
+  timings = time_interleaved({k: run for k, (run, _) in available.items()},
+                             repeats=max(args.repeats, 10))
+  row["floor"] = ex.per_explanation(timings["floor"], prepared["floor"][1])
+  for method in ex.METHODS:
+    row["ours"][method] = (ex.per_explanation(timings[method], prepared[method][1])
+                           if prepared[method] else None)
+  if not args.skip_packages:
+    kw = dict(n_samples=args.samples, n_images=n_pkg)
+    packages = {
+        "lime_package": lambda: tab.bench_lime_base(problem, **kw),
+        "shap_package": lambda: tab.bench_shap_tabular(problem, **kw),
+        "captum_lime": lambda: tab.bench_captum_tabular(problem, "lime", **kw),
+        "captum_kernel_shap": lambda: tab.bench_captum_tabular(problem, "kernel_shap", **kw),
+        "torch_floor": lambda: tab.bench_torch_floor_tabular(problem, **kw),
+        "lime_tabular": lambda: tab.bench_lime_tabular(problem, **kw),
+    }
+    if args.defaults:
+      for m in ex.METHODS:
+        packages[f"captum_{m}_default"] = functools.partial(
+            tab.bench_captum_tabular, problem, m, perturbations_per_eval=1, **kw)
+    for name, fn in packages.items():
+      _log(f"tabular MLP: {name}")
+      try:
+        row["packages"][name] = fn()
+      except ImportError as e:
+        row["packages"][name] = {"error": f"not installed: {e}"}
+  row["ratios"] = explainer_ratios(row)
+  if "per_explanation_s" in row["packages"].get("lime_tabular", {}) and row["ours"]["lime"]:
+    row["ratios"]["lime_tabular_over_ours"] = (row["packages"]["lime_tabular"]["per_explanation_s"]
+                                               / row["ours"]["lime"]["per_explanation_s"])
+  row["machine"]["load_average_end"] = list(os.getloadavg())
+  return row
+
+
 def main(argv=None) -> dict:
   args = parse_args(argv)
   if args.render:
@@ -142,26 +204,40 @@ def main(argv=None) -> dict:
     _log(f"rendered {args.render} to {args.doc}")
     return results
   t0 = time.time()
-  results = {"machine": machine_info(), "args": vars(args), "explainers": []}
-  configs = [(args.width, s) for s in args.segments]
-  if args.tiny_width:
-    configs.append((args.tiny_width, args.segments[0]))
-  for i, (width, n_segments) in enumerate(configs):
-    results["explainers"].append(bench_explainers(args, width, n_segments,
-                                                  with_defaults=i == 0 and args.defaults))
-  _log("train steps")
-  problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
-  results["train_step"] = bench_train_steps(problem, batch_size=args.train_batch,
-                                            n_segments=args.train_segments,
-                                            n_samples=args.train_samples, repeats=args.repeats)
-  results["machine"]["load_average_end"] = list(os.getloadavg())
-  results["wall_s"] = time.time() - t0
+  if args.only == "tabular":
+    if not os.path.exists(args.out):
+      raise SystemExit(f"--only tabular merges into {args.out}, which does not exist: run the "
+                       "image section first (`--only image` or no --only).")
+    with open(args.out) as f:
+      results = json.load(f)
+  else:
+    results = {"machine": machine_info(), "args": vars(args), "explainers": []}
+    configs = [(args.width, s) for s in args.segments]
+    if args.tiny_width:
+      configs.append((args.tiny_width, args.segments[0]))
+    for i, (width, n_segments) in enumerate(configs):
+      results["explainers"].append(bench_explainers(args, width, n_segments,
+                                                    with_defaults=i == 0 and args.defaults))
+    _log("train steps")
+    problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
+    results["train_step"] = bench_train_steps(problem, batch_size=args.train_batch,
+                                              n_segments=args.train_segments,
+                                              n_samples=args.train_samples, repeats=args.repeats)
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    results["wall_s"] = time.time() - t0
+    results.pop("tabular", None)
+  if args.only in ("all", "tabular"):
+    t1 = time.time()
+    results["tabular"] = bench_tabular(args)
+    results["tabular"]["wall_s"] = time.time() - t1
+    results["tabular"]["args"] = {k: getattr(args, k) for k in (
+        "samples", "tabular_rows", "tabular_package_rows", "repeats", "defaults")}
   for path in (args.out, args.doc):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(results, f, indent=1)
   write_markdown(results, args.doc, analysis(results))
-  _log(f"wrote {args.out} and {args.doc} in {results['wall_s']:.0f} s")
+  _log(f"wrote {args.out} and {args.doc} in {time.time() - t0:.0f} s")
   return results
 
 

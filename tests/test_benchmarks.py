@@ -15,8 +15,9 @@ from benchmarks.common import jitted_masked_prob, jitted_predict_proba, make_pro
 from benchmarks.report import write_markdown  # noqa: E402
 from benchmarks.run import explainer_ratios  # noqa: E402
 from benchmarks.torch_cnn import torch_small_cnn  # noqa: E402
+from benchmarks.torch_mlp import torch_mlp  # noqa: E402
 from benchmarks.train_steps import _time_step, ce_loss  # noqa: E402
-from idexpo_jax.models import SmallCNN, functional, predictor_fn  # noqa: E402
+from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn  # noqa: E402
 
 
 @pytest.mark.parametrize("channels,size", [(1, 16), (3, 8)])
@@ -31,6 +32,41 @@ def test_torch_copy_equals_jax_model(channels, size):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
   # Distinct weights per layer: a transposed kernel would change the output.
   assert np.abs(want).max() > 1e-3
+
+
+@pytest.mark.parametrize("hidden", [(50, 30), (7,), ()])
+def test_torch_mlp_copy_equals_jax_model(hidden):
+  model = MLP(30, 3, hidden=hidden, rngs=nnx.Rngs(1))
+  graphdef, params, rest = functional(model)
+  x = np.random.default_rng(0).normal(size=(6, 30)).astype(np.float32)
+  want = np.asarray(jax.jit(lambda p, xb: predictor_fn(graphdef, p, rest)(xb))(params, x))
+  with torch.no_grad():
+    got = torch_mlp(params)(torch.from_numpy(x)).numpy()
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert np.abs(want).max() > 1e-3
+
+
+def test_matched_lime_base_setting_solves_our_problem():
+  """The matched `LimeBase` setting solves our problem: same samples give the same φ."""
+  from lime.lime_base import LimeBase
+
+  from benchmarks.tabular import lime_width, make_tabular_problem
+  from idexpo_jax.lime import lime_distances
+  from idexpo_jax.lstsq import weighted_least_squares
+  problem = make_tabular_problem(n_rows=1)
+  d, w = problem.x.shape[1], lime_width(problem)
+  z = np.random.default_rng(0).integers(0, 2, (200, d)).astype(np.float64)
+  z[0] = 1
+  f = np.random.default_rng(1).uniform(size=(200, 2))
+  dist = np.sqrt(d - z.sum(1))
+  np.testing.assert_allclose(np.asarray(lime_distances(jnp.asarray(z, jnp.float32),
+                                                       distance="euclidean")), dist, rtol=1e-6)
+  base = LimeBase(lambda di: np.sqrt(np.exp(-(di ** 2) / w ** 2)), random_state=0)
+  got = dict(base.explain_instance_with_data(z, f, dist, 1, d, feature_selection="none")[1])
+  pi = np.sqrt(np.exp(-(dist ** 2) / w ** 2)).astype(np.float32)
+  coef, _ = jax.jit(lambda *a: weighted_least_squares(*a, ridge=1.0, fit_intercept=True))(
+      jnp.asarray(z, jnp.float32), jnp.asarray(f[:, 1], jnp.float32), jnp.asarray(pi))
+  np.testing.assert_allclose(np.asarray(coef), [got[j] for j in range(d)], atol=1e-4)
 
 
 def test_masked_prob_matches_predict_proba():

@@ -1,0 +1,184 @@
+"""Tabular explainer throughput: an MLP on breast cancer, where per-sample overhead dominates.
+
+The same comparison as `benchmarks.explainers`, on `idexpo_jax.models.MLP` (30 standardised
+features, one unit per feature, baseline = training mean) instead of a CNN: the forward pass of
+1000 masked rows costs microseconds, so what is left is each explainer's own work per sample.
+
+* Ours: `lime(..., distance="euclidean")` (binary-space distance `sqrt(d − |z|)`, width
+  `0.75·sqrt(d)`, ridge α = 1) and `kernel_shap`, jitted and vmapped over all rows at once.
+* `lime` package, matched: `LimeBase.explain_instance_with_data` on the same construction as ours
+  and as `lime_image` (Bernoulli(½) binary samples with row 0 all ones, masked rows =
+  `where(z, x, baseline)` through our jitted model, euclidean distance of `z` to the all-ones row
+  via `sklearn.metrics.pairwise_distances`, kernel `sqrt(exp(−D²/w²))` with `w = 0.75·sqrt(d)`,
+  `feature_selection="none"`, its default `Ridge(alpha=1)`).
+* `lime` package as users run it: `LimeTabularExplainer(train, discretize_continuous=False,
+  feature_selection="none")` (its default kernel width `0.75·sqrt(d)`, but Gaussian samples in
+  feature space, a different perturbation).
+* `shap.KernelExplainer(predict_target, baseline[None])` on the raw row, `nsamples = N`,
+  `l1_reg=False`: shap builds the masked rows itself and calls our jitted model once.
+* captum `Lime` (ridge α = 1, the same binary euclidean kernel) and `KernelShap` on the PyTorch
+  copy (`benchmarks.torch_mlp`), baseline row, one unit per feature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from benchmarks.common import jitted_predict_proba
+from benchmarks.explainers import _per_explanation, captum_per_explanation, floor_inputs
+from idexpo_jax.data.sklearn_data import load_tabular_classification
+from idexpo_jax.lime import default_kernel_width
+from idexpo_jax.models import MLP, functional, predictor_fn
+
+LIME_OPTIONS = {"distance": "euclidean"}
+
+
+class TabularProblem(NamedTuple):
+  """The MLP and rows every tabular explainer is timed on (the fields of `common.Problem`).
+
+  Attributes:
+    graphdef, params, rest: the split `MLP`.
+    x: test rows `(B, D)` float32.
+    y: their labels `(B,)`.
+    targets: the predicted classes `(B,)` (the explained class).
+    baseline: the training mean `(D,)` float32.
+    x_train: the training rows (for `LimeTabularExplainer`'s statistics).
+    hidden: the hidden sizes.
+  """
+
+  graphdef: Any
+  params: Any
+  rest: Any
+  x: np.ndarray
+  y: np.ndarray
+  targets: np.ndarray
+  baseline: np.ndarray
+  x_train: np.ndarray
+  hidden: tuple
+
+  def logits(self, params, xb):
+    """Logits of the JAX model, a pure function of `params` (jit it)."""
+    return predictor_fn(self.graphdef, params, self.rest)(xb)
+
+  def segments(self, n_units: int):
+    """None (one unit per feature); `n_units` must equal the number of features."""
+    if n_units != self.x.shape[1]:
+      raise ValueError(f"`n_units` must equal the {self.x.shape[1]} features; got {n_units}.")
+    return None
+
+
+def make_tabular_problem(*, n_rows: int, hidden: Sequence[int] = (50, 30), seed: int = 0,
+                         name: str = "breast_cancer") -> TabularProblem:
+  """An `MLP` at its random initialisation and `n_rows` test rows of `name`."""
+  data = load_tabular_classification(name, seed=seed)
+  if not 0 < n_rows <= len(data.test.x):
+    raise ValueError(f"`n_rows` must be in [1, {len(data.test.x)}]; got {n_rows}.")
+  model = MLP(data.train.x.shape[1], data.num_classes, hidden=tuple(hidden),
+              rngs=nnx.Rngs(seed))
+  graphdef, params, rest = functional(model)
+  x = data.test.x[:n_rows]
+  logits = predictor_fn(graphdef, params, rest)(jnp.asarray(x))
+  targets = np.asarray(jnp.argmax(logits, axis=-1), dtype=np.int32)
+  return TabularProblem(graphdef, params, rest, x, data.test.y[:n_rows], targets,
+                        np.asarray(data.mean, np.float32), data.train.x, tuple(hidden))
+
+
+def lime_width(problem: TabularProblem) -> float:
+  """The kernel width of ours and of the matched packages: `lime_tabular`'s `0.75·sqrt(d)`."""
+  return default_kernel_width(problem.x.shape[1], "euclidean")
+
+
+def bench_lime_base(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+  """`lime.lime_base.LimeBase.explain_instance_with_data` on our construction (module doc)."""
+  from lime.lime_base import LimeBase
+  from sklearn.metrics import pairwise_distances
+  d = problem.x.shape[1]
+  width = lime_width(problem)
+  base = LimeBase(lambda dist: np.sqrt(np.exp(-(dist ** 2) / width ** 2)), random_state=0)
+  predict = jitted_predict_proba(problem)
+  rng = np.random.RandomState(0)
+
+  def explain_one(i):
+    x, t = problem.x[i], int(problem.targets[i])
+    z = rng.randint(0, 2, (n_samples, d))
+    z[0] = 1
+    proba = predict(np.where(z == 1, x, problem.baseline).astype(np.float32))
+    dist = pairwise_distances(z, z[:1], metric="euclidean").ravel()
+    return base.explain_instance_with_data(z, proba, dist, t, d, feature_selection="none")
+
+  return _per_explanation(explain_one, n_images)
+
+
+def bench_lime_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+  """`lime.lime_tabular.LimeTabularExplainer` as users run it (Gaussian samples, module doc)."""
+  from lime.lime_tabular import LimeTabularExplainer
+  d = problem.x.shape[1]
+  predict = jitted_predict_proba(problem)
+  explainer = LimeTabularExplainer(problem.x_train, mode="classification",
+                                   discretize_continuous=False, feature_selection="none",
+                                   random_state=0)
+
+  def explain_one(i):
+    return explainer.explain_instance(problem.x[i], predict, labels=(int(problem.targets[i]),),
+                                      top_labels=None, num_features=d, num_samples=n_samples)
+
+  return _per_explanation(explain_one, n_images)
+
+
+def bench_shap_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+  """`shap.KernelExplainer` with the baseline as its one background row, on the raw row."""
+  import shap
+  predict = jitted_predict_proba(problem)
+
+  def explain_one(i):
+    t = int(problem.targets[i])
+    explainer = shap.KernelExplainer(lambda xs: predict(xs)[:, t], problem.baseline[None])
+    return explainer.shap_values(problem.x[i:i + 1], nsamples=n_samples, l1_reg=False,
+                                 silent=True)
+
+  return _per_explanation(explain_one, n_images)
+
+
+def _binary_euclidean_kernel(width: float):
+  """Our tabular LIME kernel for captum: `sqrt(exp(−D²/w²))`, `D² = d − |z|` (binary space)."""
+  import torch
+
+  def similarity(original, perturbed, interpretable, **kwargs):
+    del original, perturbed, kwargs
+    z = interpretable.float().reshape(-1)
+    return torch.sqrt(torch.exp(-(z.numel() - z.sum()) / width ** 2))
+
+  return similarity
+
+
+def bench_captum_tabular(problem: TabularProblem, method: str, *, n_samples: int, n_images: int,
+                         perturbations_per_eval=None) -> dict:
+  """captum's `Lime` / `KernelShap` on the PyTorch copy of the MLP (one unit per feature)."""
+  import torch
+
+  from benchmarks.torch_mlp import torch_mlp
+  return captum_per_explanation(
+      torch_mlp(problem.params), method, torch.from_numpy(problem.x), problem.targets,
+      baselines=torch.from_numpy(problem.baseline[None]), feature_mask=None,
+      similarity_func=_binary_euclidean_kernel(lime_width(problem)), n_samples=n_samples,
+      n_images=n_images, perturbations_per_eval=perturbations_per_eval)
+
+
+def bench_torch_floor_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+  """Seconds per explanation of the `N` forward passes of the PyTorch copy (captum's floor)."""
+  import torch
+
+  from benchmarks.torch_mlp import torch_mlp
+  model = torch_mlp(problem.params)
+  inputs = floor_inputs(problem, n_segments=problem.x.shape[1], n_samples=n_samples, batch=1)
+  inputs = [torch.from_numpy(np.array(xs)) for xs in inputs[:n_images]]
+
+  def explain_one(i):
+    with torch.no_grad():
+      return model(inputs[i])
+
+  return _per_explanation(explain_one, n_images)
