@@ -160,6 +160,8 @@ def bench_tabular(args) -> dict:
   for method in ex.METHODS:
     prepared[method] = ex.prepare_ours(problem, method, batch=batch, **common,
                                        options=tab.LIME_OPTIONS if method == "lime" else None)
+  parts = tab.prepare_parts(problem, n_samples=args.samples)
+  prepared.update(parts)
   available = {k: v for k, v in prepared.items() if v is not None}
   timings = time_interleaved({k: run for k, (run, _) in available.items()},
                              repeats=max(args.repeats, 10))
@@ -167,6 +169,7 @@ def bench_tabular(args) -> dict:
   for method in ex.METHODS:
     row["ours"][method] = (ex.per_explanation(timings[method], prepared[method][1])
                            if prepared[method] else None)
+  row["parts"] = {k: ex.per_explanation(timings[k], info) for k, (_, info) in parts.items()}
   if not args.skip_packages:
     kw = dict(n_samples=args.samples, n_images=n_pkg)
     packages = {

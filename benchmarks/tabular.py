@@ -182,3 +182,40 @@ def bench_torch_floor_tabular(problem: TabularProblem, *, n_samples: int, n_imag
       return model(inputs[i])
 
   return _per_explanation(explain_one, n_images)
+
+
+def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
+  """`name -> (run, info)` for parts of our explainers, jitted and vmapped over all rows.
+
+  `lime_samples` is LIME without its fit (sampling, masking, the model, the kernel weights), so
+  `lime − lime_samples` is the weighted ridge solve; `kernel_shap_sampling` is KernelSHAP's
+  coalition sampling alone (`sample_coalitions`); `lime_sampling` is LIME's Bernoulli(½) draw
+  alone (as `lime_samples` draws it).
+  """
+  import functools
+
+  import jax
+
+  from benchmarks.explainers import compile_timed
+  from idexpo_jax.kernel_shap import sample_coalitions
+  from idexpo_jax.lime import lime_samples
+  d = problem.x.shape[1]
+  x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
+  keys = jax.random.split(jax.random.key(0), len(problem.x))
+
+  @jax.jit
+  def samples(params, xb, tb, kb):
+    one = functools.partial(lime_samples, lambda z: problem.logits(params, z),
+                            baseline=problem.baseline, n_samples=n_samples, **LIME_OPTIONS)
+    return jax.vmap(one)(xb, tb, kb)
+
+  coalitions = jax.jit(jax.vmap(lambda k: sample_coalitions(k, d, n_samples)))
+  f_samples, _ = compile_timed(samples, problem.params, x, t, keys)
+  bernoulli = jax.jit(jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n_samples, d))))
+  f_coalitions, _ = compile_timed(coalitions, keys)
+  f_bernoulli, _ = compile_timed(bernoulli, keys)
+  info = {"n_images": len(problem.x)}
+  return {"lime_samples": (lambda: jax.block_until_ready(
+              f_samples(problem.params, x, t, keys)), info),
+          "lime_sampling": (lambda: jax.block_until_ready(f_bernoulli(keys)), info),
+          "kernel_shap_sampling": (lambda: jax.block_until_ready(f_coalitions(keys)), info)}
