@@ -30,7 +30,7 @@ def test_configs_carry_the_reference_settings(explainer):
 def test_smoke_config_runs_end_to_end_on_mock_cifar10(tmp_path):
   from experiments.study.study import run_study
   cfg = smoke.get_config("cifar10,gradcam")
-  with tfds.testing.mock_data(num_examples=5064, policy=tfds.testing.MockPolicy.USE_CODE):
+  with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
     results, artefacts = run_study(cfg, progress=False)
   assert results["dataset"] == "cifar10" and results["units"] == 32 * 32
   assert results["n_val"] == 16 and results["n_test"] == 16

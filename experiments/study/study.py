@@ -181,6 +181,7 @@ def load_data(cfg):
     from idexpo_jax.data.tfds_data import load_tfds_images
     return load_tfds_images(cfg.name, data_dir=cfg.get("data_dir", None),
                             image_size=cfg.get("image_size", None),
+                            val_size=cfg.get("val_size", None),
                             max_train=cfg.get("max_train", None),
                             max_test=cfg.get("max_test", None), progress=True)
   raise ValueError(f"`data.name` must be digits, breast_cancer, wine, iris, cifar10, stl10 or "

@@ -45,7 +45,8 @@ def image_config(explainer: str, *, name: str, side: int, num_train: int, image_
   # Typed placeholders (None until set) so that `--config.data.data_dir=...` can override them.
   c.data = {"name": name, "seed": 0, "data_dir": placeholder(str),
             "image_size": placeholder(int) if image_size is None else image_size,
-            "max_train": placeholder(int), "max_test": placeholder(int)}
+            "val_size": placeholder(int), "max_train": placeholder(int),
+            "max_test": placeholder(int)}
   c.model = {"name": "resnet18", "width": 64, "stem_stride": 2}
   if explainer == "gradcam":
     c.explainer.update({"upsample": "nearest", "second_order": True})

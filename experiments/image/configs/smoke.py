@@ -3,8 +3,7 @@
 `--config=experiments/image/configs/smoke.py:cifar10,gradcam` (or `stl10,lime`, ...): the same
 pipeline as the full config (tfds loader, ResNet-18 with a stride-2 stem, CE pre-training with
 BatchNorm updates, CE and ID-ExpO fine-tuning, validation-only selection, Figures 2–5) with
-width 4, 64 training images, a few steps and small explainer budgets. The validation hold-out
-keeps its full size (5,000 / 500), so a mocked source needs more examples than that.
+width 4, 64 training images, 16 held out for validation, a few steps and small explainer budgets.
 """
 
 import importlib
@@ -13,7 +12,7 @@ import importlib
 def get_config(arg: str = "cifar10,gradcam"):
   name, explainer = arg.split(",")
   c = importlib.import_module(f"experiments.image.configs.{name}").get_config(explainer)
-  c.data.update({"max_train": 64, "max_test": 16})
+  c.data.update({"val_size": 16, "max_train": 64, "max_test": 16})
   c.model.width = 4
   if explainer != "gradcam":
     # KernelSHAP needs at least 2(d − 1) = 126 paired samples on the 64 grid cells.
