@@ -1,19 +1,26 @@
-r"""`make demo`: cross-entropy vs ID-ExpO + Grad-CAM fine-tuning on scikit-learn digits.
+r"""`make demo`: cross-entropy vs ID-ExpO with Grad-CAM, LIME and KernelSHAP on scikit-learn digits.
 
 A small CNN is pre-trained with cross-entropy, then fine-tuned from the same parameters, with the
-same batches and for the same number of steps, (a) with cross-entropy only and (b) with ID-ExpO
-(`CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)`, Grad-CAM explanations; Yoshikawa & Iwata, AISTATS
-2024). Both are evaluated on the test split: accuracy, and hard insertion/deletion of their
-Grad-CAM explanations of the predicted class (see `experiments.common.evaluation`).
+same batches and for the same number of steps, by every method of `cfg.methods`: cross-entropy
+only (`ce`) or ID-ExpO (`CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)`; Yoshikawa & Iwata, AISTATS
+2024) with its own explainer (`idexpo_gradcam` on pixels, `idexpo_lime`/`idexpo_kernelshap` on
+grid cells). Every model is evaluated on the test split (accuracy and hard insertion/deletion of
+the predicted class, see `experiments.common.evaluation`): an ID-ExpO model with the explainer it
+was trained for, the CE (and pre-trained) model with every explainer of `cfg.eval.explainers`.
+
+Rows of `metrics.json`: `<method>` for an ID-ExpO method; `ce`/`pretrained` under the first
+explainer (Grad-CAM) and `ce_<explainer>`/`pretrained_<explainer>` under the others
+(`ce_lime`, `ce_kernelshap`); every row records its `explainer`.
 
   python -m experiments.demo.main --config=experiments/demo/configs/default.py
 
-Writes `<out_dir>/metrics.json`, `per_example.json`, `heatmaps.png`, `insertion.png` and
-`deletion.png`.
+Writes `<out_dir>/metrics.json`, `per_example.json`, `heatmaps.png`, and
+`insertion[_<explainer>].png`/`deletion[_<explainer>].png` per explainer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -24,108 +31,212 @@ from ml_collections import config_flags
 
 from experiments.common import evaluation, methods, reporting, training
 from idexpo_jax import plotting
-from idexpo_jax.data.sklearn_data import Split, load_digits_images
+from idexpo_jax.data.sklearn_data import load_digits_images
+from idexpo_jax.masking import num_units, unit_mask_to_input
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
-                                          lock_config=True)
+CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
+                                         lock_config=True)
 
 
-def _limit(split: Split, n: int) -> Split:
-  return split if n <= 0 else Split(split.x[:n], split.y[:n])
+def suffix(explainer: str, explainers) -> str:
+  """Row-name suffix of an explainer: none for the first of `explainers`, else `_<name>`."""
+  return "" if explainer == explainers[0] else "_" + explainer.replace("_", "")
+
+
+def plan_rows(method_names, explainers) -> list[tuple[str, str, str]]:
+  """`(row, model, explainer)` triples: each ID-ExpO model with its own explainer, the others
+  (`pretrained`, `ce`) with every explainer (see the module docstring for the row names)."""
+  rows = []
+  for name in method_names:
+    own = methods.get_method(name).explainer
+    if own is not None and own not in explainers:
+      raise ValueError(f"method {name!r} trains with explainer {own!r}, which is not in "
+                       f"`eval.explainers` {list(explainers)}.")
+  for e in explainers:
+    for name in ("pretrained", *method_names):
+      own = None if name == "pretrained" else methods.get_method(name).explainer
+      if own is None:
+        rows.append((name + suffix(e, explainers), name, e))
+      elif own == e:
+        rows.append((name, name, e))
+  return rows
+
+
+SHARED = ("steps", "batch_size", "seed", "optimizer", "lr")  # identical for every method
+
+
+def finetune_config(cfg, name: str):
+  """`cfg.finetune` updated with `cfg.per_method[name]` (e.g. λ), which must leave `SHARED` alone.
+
+  Every ID-ExpO method needs an entry with its `lam`.
+  """
+  ft = cfg.finetune.copy_and_resolve_references()
+  if methods.get_method(name).explainer is None:
+    return ft
+  if name not in cfg.per_method or "lam" not in cfg.per_method[name]:
+    raise ValueError(f"`per_method.{name}.lam` (λ of {name!r}) is required; got per_method "
+                     f"{cfg.per_method.to_dict()}.")
+  shared = sorted(set(cfg.per_method[name]) & set(SHARED))
+  if shared:
+    raise ValueError(f"`per_method.{name}` must not change {shared}: every method fine-tunes "
+                     f"with the same steps, batches and optimizer.")
+  ft.update(cfg.per_method[name])
+  return ft
+
+
+@contextlib.contextmanager
+def timed(timing: dict, name: str):
+  """Records the wall and CPU (user + system, all threads) seconds of a block in `timing`."""
+  wall, cpu = time.perf_counter(), time.process_time()
+  yield
+  timing.setdefault("wall_s", {})[name] = time.perf_counter() - wall
+  timing.setdefault("cpu_s", {})[name] = time.process_time() - cpu
+
+
+def finetune_all(cfg, data, pretrained, method_names, train_explainers, key, *, timing,
+                 progress=True):
+  """Fine-tunes every method from `pretrained` (same batches, steps and key); returns
+  `(models, train_final)` keyed by method name."""
+  models, train_final = {}, {}
+  for name in method_names:
+    method = methods.get_method(name)
+    with timed(timing, f"finetune_{name}"):
+      models[name], history = training.finetune(
+          method, pretrained, data.train, finetune_config(cfg, name), key=key,
+          explainer=train_explainers.get(method.explainer), baseline=data.mean,
+          desc=f"finetune {name}", progress=progress, checkpoint_name=name)
+    train_final[name] = history[-1] if history else {}
+  return models, train_final
+
+
+def build_explainers(cfg, data, names):
+  """`(train, eval)` dicts of bound explainers for every explainer name."""
+  image_shape = data.train.x.shape[1:]
+  pairs = {e: methods.make_train_eval_explainers(e, cfg.explainers[e], baseline=data.mean,
+                                                 image_shape=image_shape) for e in names}
+  return {e: p[0] for e, p in pairs.items()}, {e: p[1] for e, p in pairs.items()}
 
 
 def run(cfg) -> dict:
   """Runs the demo with configuration `cfg` and returns the metrics written to metrics.json."""
-  t_start = time.perf_counter()
   timing = {}
+  with timed(timing, "total"):
+    metrics = _run(cfg, timing)
+  metrics["timing"] = timing
+  reporting.write_json(os.path.join(cfg.out_dir, "metrics.json"), metrics)
+  print(f"\nwrote {cfg.out_dir}/metrics.json; wall time {timing['wall_s']['total']:.1f} s, "
+        f"CPU time {timing['cpu_s']['total']:.1f} s")
+  return metrics
+
+
+def prepare(cfg, timing: dict, *, progress: bool = True):
+  """`(data, keys, pretrained)`: the digits, the run's keys (`pretrain`, `finetune`, `eval`,
+  `plot`) and the CE-pretrained model, shared by the demo and its validation sweep."""
   data = load_digits_images(size=cfg.data.size, seed=cfg.data.seed)
-  image_shape = data.train.x.shape[1:]
-  eval_splits = {name: _limit(getattr(data, name), cfg.eval.max_examples)
-                 for name in cfg.eval.splits.split(",")}
   key = jax.random.key(cfg.seed)
-  k_pre, k_ft, k_eval, k_plot = (jax.random.fold_in(key, i) for i in range(4))
+  keys = {name: jax.random.fold_in(key, i)
+          for i, name in enumerate(("pretrain", "finetune", "eval", "plot"))}
+  with timed(timing, "pretrain"):
+    module = training.build_model(cfg.model, data.train.x.shape[1:], data.num_classes,
+                                  seed=cfg.seed)
+    pretrained, _ = training.pretrain(module, data.train, cfg.pretrain, key=keys["pretrain"],
+                                      progress=progress)
+  return data, keys, pretrained
+
+
+def make_evaluators(cfg, pretrained, eval_explainers, baseline) -> dict:
+  """One jitted `Evaluator` per explainer, with the evaluation options of `cfg.eval`."""
+  return {e: evaluation.make_evaluator(pretrained, ex, baseline=baseline,
+                                       n_steps=cfg.eval.n_steps, fraction=cfg.eval.fraction,
+                                       batch_size=cfg.eval.batch_size)
+          for e, ex in eval_explainers.items()}
+
+
+def _run(cfg, timing: dict) -> dict:
   method_names = cfg.methods.split(",")
-  for name in method_names:
-    methods.get_method(name)  # fail early on unknown names
+  explainer_names = cfg.eval.explainers.split(",")
+  rows = plan_rows(method_names, explainer_names)  # fails early on unknown names
+  data, keys, pretrained = prepare(cfg, timing)
+  image_shape = data.train.x.shape[1:]
+  eval_splits = {name: evaluation.limit_split(getattr(data, name), cfg.eval.max_examples)
+                 for name in cfg.eval.splits.split(",")}
+  train_explainers, eval_explainers = build_explainers(cfg, data, explainer_names)
+  models, train_final = finetune_all(cfg, data, pretrained, method_names, train_explainers,
+                                     keys["finetune"], timing=timing)
+  models["pretrained"] = pretrained
 
-  t = time.perf_counter()
-  module = training.build_model(cfg.model, image_shape, data.num_classes, seed=cfg.seed)
-  pretrained, _ = training.pretrain(module, data.train, cfg.pretrain, key=k_pre)
-  timing["pretrain"] = time.perf_counter() - t
+  evaluators = make_evaluators(cfg, pretrained, eval_explainers, data.mean)
+  results = {split: {} for split in eval_splits}
+  for e in explainer_names:
+    with timed(timing, f"evaluate_{e}"):
+      for split, data_split in eval_splits.items():
+        results[split].update({row: evaluators[e].evaluate(models[m].params, data_split,
+                                                           keys["eval"])
+                               for row, m, ex in rows if ex == e})
 
-  explainer = methods.make_explainer(cfg.explainer.name, cfg.explainer, baseline=data.mean,
-                                     image_shape=image_shape)
-  models = {"pretrained": pretrained}
-  train_final = {}
-  for name in method_names:
-    method = methods.get_method(name)
-    t = time.perf_counter()
-    train_explainer = None
-    if method.explainer is not None:
-      if method.explainer != cfg.explainer.name:
-        raise ValueError(f"method {name!r} trains with explainer {method.explainer!r} but the "
-                         f"config's explainer is {cfg.explainer.name!r}.")
-      train_explainer = explainer
-    models[name], history = training.finetune(
-        method, pretrained, data.train, cfg.finetune, key=k_ft, explainer=train_explainer,
-        baseline=data.mean, desc=f"finetune {name}")
-    train_final[name] = history[-1] if history else {}
-    timing[f"finetune_{name}"] = time.perf_counter() - t
-
-  t = time.perf_counter()
-  evaluator = evaluation.make_evaluator(pretrained, explainer, baseline=data.mean,
-                                        n_steps=cfg.eval.n_steps, fraction=cfg.eval.fraction,
-                                        batch_size=cfg.eval.batch_size)
-  results = {split: {name: evaluator.evaluate(m.params, data_split, k_eval)
-                     for name, m in models.items()}
-             for split, data_split in eval_splits.items()}
-  timing["evaluate"] = time.perf_counter() - t
-
+  info = {row: {"explainer": e, "model": m, **cfg.per_method.get(m, {})} for row, m, e in rows}
   metrics = {}
-  for split, rows in results.items():
-    table = {name: r.summary for name, r in rows.items()}
-    print(f"\n{split} split ({len(eval_splits[split].y)} examples; Grad-CAM of the predicted "
-          f"class; ins/del: mean of the curve at 1/16..1/2 of the pixels; *_trapezoid: "
-          f"trapezoid over [0, 1]):\n{reporting.format_table(table)}")
+  for split, res in results.items():
+    table = {row: r.summary for row, r in res.items()}
+    print(f"\n{split} split ({len(eval_splits[split].y)} examples; each row explained by its "
+          f"explainer (see `explainer` in metrics.json), target = predicted class; ins/del: mean "
+          f"of the curve at 1/16..1/2 of the units; *_trapezoid: trapezoid over [0, 1]):\n"
+          f"{reporting.format_table(table)}")
     if split == "test":
-      metrics.update({name: {**s, "train_final": train_final.get(name, {})}
-                      for name, s in table.items()})
+      metrics.update({row: {**s, **info[row], "train_final": train_final.get(info[row]["model"],
+                                                                             {})}
+                      for row, s in table.items()})
     else:
       metrics[split] = table
   metrics["config"] = cfg.to_dict()
-  metrics["protocol"] = reporting.protocol(
-      units="pixels", step_units=max(int(np.prod(image_shape[:2])) // cfg.eval.n_steps, 1),
-      fraction=cfg.eval.fraction, baseline="per-channel training mean",
-      explainer=cfg.explainer.name)
+  metrics["protocol"] = {
+      e: reporting.protocol(
+          units="pixels" if ex.segments is None else f"{cfg.explainers[e].cell}×"
+          f"{cfg.explainers[e].cell}-pixel grid cells",
+          step_units=max(num_units(image_shape, ex.segments) // cfg.eval.n_steps, 1),
+          fraction=cfg.eval.fraction, baseline="per-channel training mean", explainer=e)
+      for e, ex in eval_explainers.items()}
 
-  out = cfg.out_dir
   if "test" in results:
-    test = results["test"]
-    reporting.write_json(os.path.join(out, "per_example.json"),
-                         {name: r.per_example for name, r in test.items()})
-    r0 = next(iter(test.values()))
-    for kind, attr in (("insertion", "ins_curves"), ("deletion", "del_curves")):
-      plotting.plot_curves(r0.fractions, {name: getattr(r, attr) for name, r in test.items()},
-                           os.path.join(out, f"{kind}.png"), title=f"{kind} (test, Grad-CAM)",
-                           xlabel="fraction of pixels " + ("inserted" if kind == "insertion"
-                                                           else "deleted"),
-                           vline=cfg.eval.fraction)
-    n = cfg.plots.n_heatmaps
-    xs, ys = data.test.x[:n], data.test.y[:n]
-    maps = {name: evaluator.explain(m.params, xs, k_plot)[1] for name, m in models.items()}
-    plotting.plot_heatmaps(xs, maps, os.path.join(out, "heatmaps.png"),
-                           titles=[f"y={y}" for y in ys])
-  timing["total"] = time.perf_counter() - t_start
-  metrics["timing_s"] = timing
-  reporting.write_json(os.path.join(out, "metrics.json"), metrics)
-  print(f"\nwrote {out}/metrics.json; wall time {timing['total']:.1f} s")
+    with timed(timing, "plots"):
+      plot(cfg, data, results["test"], rows, models, evaluators, eval_explainers, keys["plot"])
   return metrics
+
+
+def plot(cfg, data, test, rows, models, evaluators, eval_explainers, key) -> None:
+  """Per-example JSON, mean curves per explainer and one heatmap figure of every row."""
+  out = cfg.out_dir
+  explainers = list(eval_explainers)
+  reporting.write_json(os.path.join(out, "per_example.json"),
+                       {row: r.per_example for row, r in test.items()})
+  for e in explainers:
+    sel = {row: test[row] for row, _, ex in rows if ex == e}
+    units = "pixels" if eval_explainers[e].segments is None else "grid cells"
+    for kind, attr in (("insertion", "ins_curves"), ("deletion", "del_curves")):
+      plotting.plot_curves(next(iter(sel.values())).fractions,
+                           {row: getattr(r, attr) for row, r in sel.items()},
+                           os.path.join(out, f"{kind}{suffix(e, explainers)}.png"),
+                           title=f"{kind} (test, {e})",
+                           xlabel=f"fraction of {units} " + ("inserted" if kind == "insertion"
+                                                             else "deleted"),
+                           vline=cfg.eval.fraction)
+  n = cfg.plots.n_heatmaps
+  xs, ys = data.test.x[:n], data.test.y[:n]
+  maps = {}
+  for _, m, e in rows:
+    phi = evaluators[e].explain(models[m].params, xs, key)[1]
+    segments = eval_explainers[e].segments
+    if segments is not None:  # unit scores -> pixel maps (H, W)
+      phi = np.asarray(unit_mask_to_input(phi, xs.shape[1:], segments=segments))[..., 0]
+    maps[f"{m} · {e}"] = phi
+  plotting.plot_heatmaps(xs, maps, os.path.join(out, "heatmaps.png"),
+                         titles=[f"y={y}" for y in ys])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  run(_CONFIG.value)
+  run(CONFIG.value)
 
 
 if __name__ == "__main__":
