@@ -29,7 +29,8 @@ import numpy as np
 
 from experiments.common import methods as registry
 from experiments.common.evaluation import SCORES, limit_split, make_evaluator, selection_score
-from experiments.common.training import Model, _ce_terms, build_model, make_optimizer, pretrain
+from experiments.common.training import (Model, _ce_terms, build_model, checkpoint_options,
+                                         make_optimizer, pretrain)
 from idexpo_jax.expo import expo_fidelity, expo_stability
 from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.loop import epoch_batch_fn, fit
@@ -127,16 +128,20 @@ def make_finetune_step(name: str, graphdef, cfg, *, explainer=None, baseline=Non
 
 
 def finetune(step, model: Model, train_split, cfg, lam: float, *, key, desc=None,
-             progress=True) -> Model:
-  """Runs `cfg.steps` steps of `step` from `model.params` (copied) with weight `lam`."""
+             progress=True, checkpoint_name=None) -> Model:
+  """Runs `cfg.steps` steps of `step` from `model.params` (copied) with weight `lam`.
+
+  With `cfg.checkpoint_dir` set, the run checkpoints into its sub-directory `checkpoint_name`
+  and resumes from it (see `experiments.common.training.checkpoint_options`).
+  """
   tx = make_optimizer(cfg)
   base = epoch_batch_fn(train_split, cfg.batch_size, seed=cfg.seed)
   lam_arr = jnp.asarray(lam, jnp.float32)
   batch_fn = lambda t: Batch(*base(t), lam_arr, model.rest)
   state = init_train_state(jax.tree.map(jnp.copy, model.params), tx)
   state, history = fit(step, state, batch_fn, num_steps=cfg.steps, key=key, progress=progress,
-                       desc=desc)
-  if not np.isfinite(history[-1]["loss"]):
+                       desc=desc, **checkpoint_options(cfg, checkpoint_name))
+  if history and not np.isfinite(history[-1]["loss"]):  # empty when resumed at the end
     raise FloatingPointError(f"fine-tuning {desc} diverged (loss {history[-1]['loss']}); lower "
                              f"its weight grid.")
   return model._replace(params=state.params)
@@ -307,7 +312,8 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
         steps[m] = make_finetune_step(m, model.graphdef, cfg.finetune, explainer=train_explainer,
                                       baseline=ds.mean)
       tuned = finetune(steps[m], model, ds.train, fcfg, w, key=jax.random.fold_in(skey, 10 + i),
-                       desc=f"seed {seed} {m} λ={w:g}", progress=progress)
+                       desc=f"seed {seed} {m} λ={w:g}", progress=progress,
+                       checkpoint_name=f"finetune_seed{seed}_{m}_lam{w:g}")
       s_val, s_test, ev_test = evaluate(tuned)
       rec = per_seed[(m, w)]
       rec["val"].append(s_val)

@@ -60,8 +60,10 @@ def image_config(explainer: str, *, name: str, side: int, num_train: int, image_
   # Resumable pre-training: `--config.pretrain.checkpoint_dir=DIR` saves every epoch.
   c.pretrain = {**sgd, "lr": 0.05, "steps": 60 * epoch, "checkpoint_dir": placeholder(str),
                 "checkpoint_every": epoch}
+  # Resumable fine-tuning too: `--config.finetune.checkpoint_dir=DIR` (one sub-directory per run).
   c.finetune.update({**sgd, "lr": 1e-4, "steps": 20 * epoch, "n_steps": 64, "fraction": 0.5,
-                     "temperature": 1.0, "deletion": "ratio", "lam2": 1e-4})
+                     "temperature": 1.0, "deletion": "ratio", "lam2": 1e-4,
+                     "checkpoint_dir": placeholder(str), "checkpoint_every": epoch})
   c.methods = ("ce", "idexpo")
   c.weights.idexpo = (0.01,)
   c.eval.update({"n_steps": 16, "fraction": 0.5, "batch_size": 128, "max_sens": 1000})
