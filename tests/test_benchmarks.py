@@ -6,22 +6,26 @@ import numpy as np
 import pytest
 from flax import nnx
 
-torch = pytest.importorskip(
-    "torch", reason="torch is not installed: `make bench` installs torch==2.13.0 (CPU) and the "
-    "`bench` extra; `make test` installs only the `test` extra")
+from benchmarks import explainers as ex
+from benchmarks.common import jitted_masked_prob, jitted_predict_proba, make_problem
+from benchmarks.report import write_markdown
+from benchmarks.run import explainer_ratios
+from benchmarks.train_steps import _time_step, ce_loss
+from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn
 
-from benchmarks import explainers as ex  # noqa: E402
-from benchmarks.common import jitted_masked_prob, jitted_predict_proba, make_problem  # noqa: E402
-from benchmarks.report import write_markdown  # noqa: E402
-from benchmarks.run import explainer_ratios  # noqa: E402
-from benchmarks.torch_cnn import torch_small_cnn  # noqa: E402
-from benchmarks.torch_mlp import torch_mlp  # noqa: E402
-from benchmarks.train_steps import _time_step, ce_loss  # noqa: E402
-from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn  # noqa: E402
+_TORCH_REASON = ("torch is not installed: `make bench` installs torch==2.13.0 (CPU) and the "
+                 "`bench` extra; `make test` installs only the `test` extra")
+
+
+def _torch():
+  """The torch module, or a skip (with the reason) where only the `test` extra is installed."""
+  return pytest.importorskip("torch", reason=_TORCH_REASON)
 
 
 @pytest.mark.parametrize("channels,size", [(1, 16), (3, 8)])
 def test_torch_copy_equals_jax_model(channels, size):
+  torch = _torch()
+  from benchmarks.torch_cnn import torch_small_cnn
   model = SmallCNN(channels, 7, width=6, rngs=nnx.Rngs(3))
   graphdef, params, rest = functional(model)
   x = np.random.default_rng(0).normal(size=(5, size, size, channels)).astype(np.float32)
@@ -36,6 +40,8 @@ def test_torch_copy_equals_jax_model(channels, size):
 
 @pytest.mark.parametrize("hidden", [(50, 30), (7,), ()])
 def test_torch_mlp_copy_equals_jax_model(hidden):
+  torch = _torch()
+  from benchmarks.torch_mlp import torch_mlp
   model = MLP(30, 3, hidden=hidden, rngs=nnx.Rngs(1))
   graphdef, params, rest = functional(model)
   x = np.random.default_rng(0).normal(size=(6, 30)).astype(np.float32)
@@ -81,6 +87,7 @@ def test_masked_prob_matches_predict_proba():
 
 
 def test_tiny_bench_runs_and_reports(tmp_path):
+  _torch()  # the run includes captum on the PyTorch copy
   problem = make_problem(n_images=2, width=4)
   common = dict(n_segments=16, n_samples=16)
   row = {"width": 4, "n_segments": 16, "n_samples": 16, "n_images": 2, "ours": {},
