@@ -1,5 +1,7 @@
 """Tests for idexpo_jax.loop: the deterministic training loop and batch function."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,14 +93,20 @@ def test_fit_resumes_bit_identically_and_folds_the_step_into_the_key():
   np.testing.assert_array_equal(full.params["w"], s.params["w"])
 
 
-def test_fit_with_progress_bar_and_zero_steps(capsys):
+def test_fit_with_progress_bar_and_zero_steps(monkeypatch):
+  import io
+
+  import tqdm.auto
+  import tqdm.std
+  out = io.StringIO()  # the bar's own stream: independent of pytest's stderr capture (xdist)
+  monkeypatch.setattr(tqdm.auto, "tqdm", functools.partial(tqdm.std.tqdm, file=out))
   split, _ = _regression_problem()
   opt = optax.sgd(0.1)
   step = make_train_step(_loss_fn, opt)
   state = init_train_state({"w": jnp.zeros(3)}, opt)
   state, hist = fit(step, state, epoch_batch_fn(split, 8), num_steps=3, key=jax.random.key(0),
                     desc="unit")
-  assert len(hist) == 3 and "unit" in capsys.readouterr().err
+  assert len(hist) == 3 and "unit" in out.getvalue() and "3/3" in out.getvalue()
   same, none = fit(step, state, epoch_batch_fn(split, 8), num_steps=3, key=jax.random.key(0),
                    progress=False)
   assert none == [] and int(same.step) == 3
