@@ -14,13 +14,11 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per explanation
-
-from benchmarks import explainers as ex  # noqa: E402
-from benchmarks import tabular as tab  # noqa: E402
-from benchmarks.common import machine_info, make_problem, time_interleaved  # noqa: E402
-from benchmarks.report import analysis, write_markdown  # noqa: E402
-from benchmarks.train_steps import bench_train_steps  # noqa: E402
+from benchmarks import explainers as ex
+from benchmarks import tabular as tab
+from benchmarks.common import machine_info, make_problem, time_interleaved
+from benchmarks.report import analysis, write_markdown
+from benchmarks.train_steps import bench_train_steps
 
 QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
              package_images=1, repeats=1, batch=2, train_batch=2, train_samples=8,
@@ -199,6 +197,9 @@ def bench_tabular(args) -> dict:
 
 
 def main(argv=None) -> dict:
+  # lime_image draws a progress bar per explanation; set here, not at import, so that importing
+  # this module (e.g. in the tests) leaves other progress bars alone.
+  os.environ.setdefault("TQDM_DISABLE", "1")
   args = parse_args(argv)
   if args.render:
     with open(args.render) as f:

@@ -98,7 +98,7 @@ def test_fit_with_progress_bar_and_zero_steps(monkeypatch):
 
   import tqdm.auto
   import tqdm.std
-  out = io.StringIO()  # the bar's own stream: independent of pytest's stderr capture (xdist)
+  out = io.StringIO()  # the bar's own stream, independent of pytest's stderr capture
   monkeypatch.setattr(tqdm.auto, "tqdm", functools.partial(tqdm.std.tqdm, file=out))
   split, _ = _regression_problem()
   opt = optax.sgd(0.1)
