@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax import masking
-from idexpo_jax.lime import check_baseline, check_explainer_args
+from idexpo_jax.lime import check_explainer_args
 from idexpo_jax.lstsq import constrained_least_squares
 from idexpo_jax.predictor import as_logits_fn
 
@@ -123,7 +123,7 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     raise ValueError(f"`output` must be one of {_OUTPUTS}; got {output!r}.")
   x = jnp.asarray(x)
   d = check_explainer_args(x, target, segments, n_samples, minimum=2)
-  check_baseline(x, baseline)
+  masking.check_baseline(x, baseline)
   needed = 2 * (d - 1) if paired else d - 1
   if n_samples < min(needed, 2 ** d - 2):
     raise ValueError(

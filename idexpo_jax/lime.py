@@ -73,18 +73,6 @@ def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: in
   return masking.num_units(x.shape, segments)
 
 
-def check_baseline(x: Array, baseline) -> None:
-  """Raises ValueError when `baseline` does not broadcast to the shape of `x`."""
-  b_shape = jnp.shape(baseline)
-  try:
-    out = jnp.broadcast_shapes(b_shape, x.shape)
-  except ValueError:
-    out = None
-  if out != tuple(x.shape):
-    raise ValueError(f"`baseline` must broadcast to the shape of `x` {tuple(x.shape)}; got "
-                     f"{tuple(b_shape)}.")
-
-
 def lime_distances(z: Array, *, distance: str = "cosine") -> Array:
   """Distances `D(z_i, 1)` of binary samples `z (N, d)` to the all-ones vector (see the module)."""
   n_kept = z.sum(-1)
@@ -119,7 +107,7 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
     raise ValueError(f"`distance` must be one of {_DISTANCES}; got {distance!r}.")
   x = jnp.asarray(x)
   d = check_explainer_args(x, target, segments, n_samples, minimum=2)
-  check_baseline(x, baseline)
+  masking.check_baseline(x, baseline)
   width = default_kernel_width(d, distance) if kernel_width is None else kernel_width
   if not width > 0:
     raise ValueError(f"`kernel_width` must be positive; got {kernel_width!r}.")

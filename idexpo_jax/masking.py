@@ -81,6 +81,17 @@ def unit_mask_to_input(z: Array, x_shape, *, segments: Optional[Array] = None) -
   return z.reshape(*lead, *x_shape)
 
 
+def check_baseline(x: Array, baseline) -> None:
+  """Raises ValueError when `baseline` does not broadcast to the shape of `x`."""
+  try:
+    fits = np.broadcast_shapes(np.shape(baseline), x.shape) == tuple(x.shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(f"`baseline` must be broadcastable to x {tuple(x.shape)}; got shape "
+                     f"{np.shape(baseline)}.")
+
+
 def apply_unit_mask(x: Array, z: Array, baseline, *, segments: Optional[Array] = None) -> Array:
   """Keeps the units where `z = 1` and replaces the others by `baseline`.
 
@@ -95,13 +106,7 @@ def apply_unit_mask(x: Array, z: Array, baseline, *, segments: Optional[Array] =
   """
   check_units(x, segments)
   check_unit_mask(z, x.shape, segments)
-  try:
-    fits = np.broadcast_shapes(np.shape(baseline), x.shape) == tuple(x.shape)
-  except ValueError:
-    fits = False
-  if not fits:
-    raise ValueError(f"`baseline` must be broadcastable to x {tuple(x.shape)}; got shape "
-                     f"{np.shape(baseline)}.")
+  check_baseline(x, baseline)
   m = unit_mask_to_input(z, x.shape, segments=segments).astype(x.dtype)
   b = jnp.broadcast_to(jnp.asarray(baseline, dtype=x.dtype), x.shape)
   return b + m * (x - b)
