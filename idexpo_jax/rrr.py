@@ -5,8 +5,8 @@ Constraining their Explanations", IJCAI 2017.
 
 * `rrr_penalty`: with an annotation mask `A` (1 where the input must NOT matter),
   `mean_n Σ_d (A_nd · ∂/∂x_nd Σ_k log p_k(x_n))²`. The paper sums over the batch; this library takes
-  the mean over the batch (like the cross-entropy it is added to), so `λ₁` has the same meaning as
-  in the paper when both terms are means (or both sums).
+  the mean over the batch by default (like the cross-entropy it is added to), so `λ₁` has the same
+  meaning as in the paper when both terms are means (or both sums: `reduction="sum"`).
 * `explanation_mask`: the paper's mask of an explanation,
   `M_c = |∇_x max_k p_k(x)| > c · max_d |∇_x max_k p_k(x)|_d`, a threshold relative to each
   example's largest gradient entry (not a percentile).
@@ -55,11 +55,13 @@ def batch_input_gradients(logits_fn, xb: Array, *, reduce: str = "sum_log_prob")
   return jax.vmap(lambda x: input_gradients(logits_fn, x, reduce=reduce))(xb)
 
 
-def rrr_penalty(logits_fn, xb: Array, annotation) -> tuple[Array, dict]:
+def rrr_penalty(logits_fn, xb: Array, annotation, *, reduction: str = "mean"
+                ) -> tuple[Array, dict]:
   """The RRR "right reasons" term of a batch.
 
-  `mean_n Σ_d (A_nd · ∂/∂x_nd Σ_k log p_k(x_n))²` (Ross et al., 2017, eq. 1, second term; mean over
-  the batch instead of the paper's sum). The gradient is taken per example and stays in the graph,
+  `mean_n Σ_d (A_nd · ∂/∂x_nd Σ_k log p_k(x_n))²` (Ross et al., 2017, eq. 1, second term; by default
+  the mean over the batch; `reduction="sum"` is the paper's sum, to pair with a cross-entropy summed
+  over the batch). The gradient is taken per example and stays in the graph,
   so `jax.grad` of a loss that calls this differentiates through it (double backpropagation).
 
   Args:
@@ -67,17 +69,22 @@ def rrr_penalty(logits_fn, xb: Array, annotation) -> tuple[Array, dict]:
     xb: inputs `(B, ...)`.
     annotation: `A`, 1 (or True) where the input must not matter, broadcastable to `xb`
       (e.g. `(B, ...)` per example or `(...)` shared by the batch); binary or real weights.
+    reduction: `"mean"` or `"sum"` over the batch (`sum = B · mean`).
 
   Returns:
-    `(penalty, aux)`: a scalar, and `aux` with `input_grad_sq` (`mean_n Σ_d g_nd²` over the whole
-    input, for monitoring how much of the gradient lies outside the annotation).
+    `(penalty, aux)`: a scalar, and `aux` with `input_grad_sq` (`Σ_d g_nd²` over the whole input,
+    reduced over the batch the same way, for monitoring how much of the gradient lies outside the
+    annotation).
   """
+  if reduction not in ("mean", "sum"):
+    raise ValueError(f"`reduction` must be 'mean' or 'sum'; got {reduction!r}.")
   _check_batch(xb)
   a = _annotation_for(xb, annotation)
   g = batch_input_gradients(logits_fn, xb, reduce="sum_log_prob")
   axes = tuple(range(1, xb.ndim))
-  penalty = jnp.mean(jnp.sum((a * g) ** 2, axis=axes))
-  return penalty, {"input_grad_sq": jnp.mean(jnp.sum(g ** 2, axis=axes))}
+  reduce = jnp.mean if reduction == "mean" else jnp.sum
+  penalty = reduce(jnp.sum((a * g) ** 2, axis=axes))
+  return penalty, {"input_grad_sq": reduce(jnp.sum(g ** 2, axis=axes))}
 
 
 def explanation_mask(logits_fn, xb: Array, *, cutoff: float = 0.67) -> Array:

