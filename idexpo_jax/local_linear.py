@@ -130,9 +130,40 @@ def affine_predict(coef: Array, intercept: Array, xb: Array) -> Array:
   return jnp.tensordot(xb, coef, axes=1) + intercept
 
 
+def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optional[float] = None,
+                     ridge: float = 1.0, output: str = "raw", target: Optional[Array] = None):
+  """LIME's weighted ridge fit of `f` on given samples around one example `x` (input space).
+
+  Weights `π_i = sqrt(exp(−‖x_i − x‖² / w²))`; solves `min Σ π_i (f(x_i) − c − coef·x_i)² +
+  ridge·‖coef‖²` with `weighted_least_squares`. `local_linear` draws the samples; this function
+  takes any (e.g. the `lime` package's own, to compare with it).
+
+  Args:
+    logits_fn, x, kernel_width, ridge, output, target: as in `local_linear`.
+    samples: `(N, D)` points at which `f` is fitted (LIME puts `x` itself first).
+
+  Returns:
+    `(coef, intercept)` with `e(x') = x'·coef + intercept`.
+  """
+  check_tabular(x, "x", 1)
+  check_tabular(samples, "samples", 2)
+  check_output(output)
+  if samples.shape[1] != x.shape[0]:
+    raise ValueError(f"`samples` must be (N, D) with D = {x.shape[0]}; got {samples.shape}.")
+  width = 0.75 * x.shape[0] ** 0.5 if kernel_width is None else kernel_width
+  check_positive(width, "kernel_width")
+  offsets = samples - x
+  target = anchor_target(logits_fn, x, output, target)
+  values = model_outputs(logits_fn, samples, output=output, target=target)
+  weights = jnp.sqrt(jnp.exp(-jnp.sum(offsets ** 2, axis=-1) / width ** 2))
+  coef, c = weighted_least_squares(offsets, values, weights, ridge=ridge)
+  return coef, c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1)
+
+
 def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigma=1.0,
                  kernel_width: Optional[float] = None, ridge: float = 1.0,
-                 output: str = "raw", target: Optional[Array] = None):
+                 output: str = "raw", target: Optional[Array] = None,
+                 center: Optional[Array] = None):
   """LIME's local affine model of `f` around one tabular example, in input space.
 
   Samples `x_0 = x`, `x_i = x + σ·ε_i` (i ≥ 1), weights `π_i = sqrt(exp(−‖x_i − x‖² / w²))` and
@@ -141,32 +172,34 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
   this is `lime_tabular` with `sample_around_instance=True, discretize_continuous=False`
   (which samples at the training standard deviation, 1 after z-scoring).
 
+  With `center` given the samples are `x_i = center + σ·ε_i` instead (`x_0 = x` still, and the
+  kernel still measures the distance to `x`): with `center` the training mean (0 after z-scoring)
+  and `σ = 1` this is `lime_tabular`'s default `sample_around_instance=False` (with
+  `discretize_continuous=False`), the convention of ExpO's published numbers. The fit then uses
+  points spread over the whole data distribution, weighted towards `x`.
+
   Args:
     logits_fn: `xb -> (B,)` or `(B, K)`, or a `Predictor`.
     x: one example `(D,)`.
     key: PRNG key for the samples.
     n_samples: number of samples including `x` itself (≥ 2).
-    sigma: standard deviation of the Gaussian neighbourhood.
+    sigma: standard deviation of the Gaussian samples (a scalar or per feature `(D,)`).
     kernel_width: `w` of the exponential kernel (default `0.75·sqrt(D)`, LIME's).
     ridge: L2 penalty on `coef` (LIME's default 1; 0 gives weighted least squares).
     output: "raw", "prob" or "predicted_prob" (see the module docstring).
     target: the class for "predicted_prob" (default: the class predicted at `x`).
+    center: `(D,)` centre of the samples (default: `x`, LIME's `sample_around_instance=True`).
 
   Returns:
     `(coef, intercept)` with `e(x') = x'·coef + intercept`: `(D,)` and `()` for one output,
     `(D, K)` and `(K,)` for several.
   """
   check_tabular(x, "x", 1)
-  check_output(output)
   if n_samples < 2:
     raise ValueError(f"`n_samples` must be at least 2; got {n_samples}.")
   dim = x.shape[0]
-  width = 0.75 * dim ** 0.5 if kernel_width is None else kernel_width
-  check_positive(width, "kernel_width")
-  offsets = sigma * jax.random.normal(key, (n_samples, dim), x.dtype)
-  offsets = offsets.at[0].set(0.0)
-  target = anchor_target(logits_fn, x, output, target)
-  values = model_outputs(logits_fn, x + offsets, output=output, target=target)
-  weights = jnp.sqrt(jnp.exp(-jnp.sum(offsets ** 2, axis=-1) / width ** 2))
-  coef, c = weighted_least_squares(offsets, values, weights, ridge=ridge)
-  return coef, c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1)
+  base = x if center is None else jnp.broadcast_to(jnp.asarray(center, x.dtype), x.shape)
+  samples = base + sigma * jax.random.normal(key, (n_samples, dim), x.dtype)
+  samples = samples.at[0].set(x)
+  return local_linear_fit(logits_fn, x, samples, kernel_width=kernel_width, ridge=ridge,
+                          output=output, target=target)

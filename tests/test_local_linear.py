@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from idexpo_jax.local_linear import gaussian_neighbors, local_linear, model_outputs
+from idexpo_jax.local_linear import gaussian_neighbors, local_linear, local_linear_fit, model_outputs
 
 D = 3
 W = jnp.asarray([[0.5, -1.0], [2.0, 0.3], [-0.7, 1.1]], jnp.float32)
@@ -116,3 +116,57 @@ def test_bad_input_raises_naming_the_argument(kwargs, name):
   args.update(kwargs)
   with pytest.raises(ValueError, match=name):
     local_linear(args.pop("logits_fn"), args.pop("x"), args.pop("key"), **args)
+
+
+def _lime_samples_and_explanation(train, x, predict, *, around_instance, n, seed):
+  """The `lime` package's own samples (its RNG replayed) and its coefficients and intercept."""
+  from lime.lime_tabular import LimeTabularExplainer
+  explainer = LimeTabularExplainer(train, mode="regression", discretize_continuous=False,
+                                   sample_around_instance=around_instance, random_state=seed,
+                                   feature_selection="none")
+  exp = explainer.explain_instance(x, predict, num_features=len(x), num_samples=n)
+  coef = np.zeros(len(x))
+  for j, c in exp.local_exp[1]:
+    coef[j] = c
+  # lime draws `normal(0, 1, n·D)` from RandomState(seed), scales by the training sd, adds the
+  # training mean (or x) and puts x first: the same draws give its samples.
+  eps = np.random.RandomState(seed).normal(0, 1, n * len(x)).reshape(n, len(x))
+  sd, mu = explainer.scaler.scale_, explainer.scaler.mean_
+  samples = eps * sd + (x if around_instance else mu)
+  samples[0] = x
+  return samples, coef, exp.intercept[1]
+
+
+@pytest.mark.parametrize("around_instance", [False, True])
+def test_fit_on_lime_samples_equals_lime_package(around_instance):
+  """On the package's own samples, `local_linear_fit` is `lime_tabular`'s explanation (z-scored
+  training data, so lime's scaler is the identity)."""
+  rng = np.random.default_rng(1)
+  train = rng.normal(size=(200, 4)) * [1.0, 2.0, 0.5, 1.5] + [1.0, -2.0, 0.0, 3.0]
+  train = (train - train.mean(0)) / train.std(0)
+  x = np.array([0.8, -0.3, 1.2, -1.5])
+  fn = lambda xb: jnp.tanh(xb[:, 0]) * xb[:, 1] + xb[:, 2] ** 2 - 0.5 * xb[:, 3]  # noqa: E731
+  predict = lambda xb: np.asarray(fn(jnp.asarray(xb, jnp.float32)), np.float64)  # noqa: E731
+  samples, lime_coef, lime_intercept = _lime_samples_and_explanation(
+      train, x, predict, around_instance=around_instance, n=500, seed=3)
+  coef, intercept = local_linear_fit(fn, jnp.asarray(x, jnp.float32),
+                                     jnp.asarray(samples, jnp.float32))
+  np.testing.assert_allclose(coef, lime_coef, rtol=1e-4, atol=1e-4)
+  # lime's intercept is in its scaled space, ours in input space: equal when the scaler is ~id.
+  np.testing.assert_allclose(intercept, lime_intercept, rtol=1e-4, atol=1e-4)
+
+
+def test_center_option_samples_around_the_centre():
+  """`center=c`: samples `c + σ·ε` (same `ε` as around `x`), the first sample `x` itself."""
+  key = jax.random.key(4)
+  center = jnp.asarray([0.1, 0.2, -0.3], jnp.float32)
+  eps = jax.random.normal(key, (50, D), jnp.float32)
+  samples = (center + 0.7 * eps).at[0].set(X)
+  expected = local_linear_fit(cubic, X, samples)
+  got = local_linear(cubic, X, key, n_samples=50, sigma=0.7, center=center)
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+  # Around the mean the explanation of a curved f is wider (a global slope), not the local one.
+  near = local_linear(cubic, X, key, n_samples=2000)[0]
+  far = local_linear(cubic, X, key, n_samples=2000, center=jnp.zeros(D))[0]
+  assert np.abs(np.asarray(far) - np.asarray(near)).max() > 0.5
