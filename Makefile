@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench tabular expo rrr study clean
+.PHONY: demo test bench tabular expo rrr study docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,20 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# docs: the API reference (docs/api/, from the docstrings) and the reports, warnings as errors;
+# then tests/test_docs.py checks that the built inventory lists every public name.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	IDEXPO_DOCS_HTML=docs/_build/html $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_docs.py
+	@echo "docs: docs/_build/html/index.html"
+
 study: $(STAMP)
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/digits.py:gradcam
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:breast_cancer,lime
@@ -50,4 +64,4 @@ study: $(STAMP)
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:wine,kernel_shap
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build

@@ -120,7 +120,7 @@ def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[
 
   Step `t` belongs to epoch `e = t // (N // batch_size)`; the permutation of epoch `e` is
   `np.random.default_rng([seed, e]).permutation(N)`, so any step's batch can be rebuilt without
-  replaying the previous ones (resumable). Batches are NumPy `Split`s.
+  replaying the previous ones (resumable). Batches are NumPy `Split` tuples.
   """
   n = len(split.y)
   if not 1 <= batch_size <= n:

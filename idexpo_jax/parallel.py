@@ -108,7 +108,7 @@ def shard_batch(batch, mesh: Mesh, *, axis: str = DATA_AXIS):
     axis: the mesh axis to split over.
 
   Returns:
-    The global batch as sharded `jax.Array`s (leading size × number of processes).
+    The global batch as sharded `jax.Array` values (leading size × number of processes).
   """
   sharding = batch_sharding(mesh, axis=axis)
   local = len(mesh.local_devices)
