@@ -34,13 +34,20 @@ def check_images(x: Array, channels: int) -> None:
 
 
 class MLP(nnx.Module):
-  """Multi-layer perceptron on `(B, D)` inputs (inputs of higher rank are flattened)."""
+  """Multi-layer perceptron on `(B, D)` inputs (inputs of higher rank are flattened).
+
+  `kernel_init` is the weight initialiser of every layer (default: Flax's LeCun normal;
+  `jax.nn.initializers.glorot_uniform()` is Xavier's, as in ExpO's MLPs); biases start at 0.
+  """
 
   def __init__(self, in_features: int, num_classes: int, *, hidden: Sequence[int] = (50, 30),
-               activation: Callable = jax.nn.relu, rngs: nnx.Rngs):
+               activation: Callable = jax.nn.relu, kernel_init: Callable | None = None,
+               rngs: nnx.Rngs):
     sizes = [in_features, *hidden]
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-    self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+    kw = {} if kernel_init is None else {"kernel_init": kernel_init}
+    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs, **kw)
+                            for a, b in zip(sizes[:-1], sizes[1:])])
+    self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **kw)
     self.activation = activation
 
   def features(self, x: Array) -> Array:

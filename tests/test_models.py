@@ -96,3 +96,15 @@ def test_mlp_wrong_width_names_x():
   model = fast_model(lambda: models.MLP(5, 3, rngs=nnx.Rngs(0)))
   with pytest.raises(ValueError, match="`x`"):
     model(_x((2, 4)))
+
+
+def test_mlp_kernel_init_is_used():
+  """Xavier (Glorot) uniform: weights within ±sqrt(6 / (fan_in + fan_out)), biases zero."""
+  m = models.MLP(7, 1, hidden=(200, 200), kernel_init=jax.nn.initializers.glorot_uniform(),
+          rngs=nnx.Rngs(0))
+  for layer in [*m.layers, m.out]:
+    k = np.asarray(layer.kernel[...])
+    bound = np.sqrt(6.0 / sum(k.shape))
+    assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
+    np.testing.assert_allclose(k.std(), bound / np.sqrt(3), rtol=0.1)
+    np.testing.assert_array_equal(np.asarray(layer.bias[...]), 0)
