@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Optional
 
+from benchmarks import report_step
 from benchmarks.explainers import COMPETITORS, DEFAULT_VARIANTS
 
 _LABELS = {
@@ -140,7 +143,7 @@ def goal_rows(results: dict) -> list[tuple[str, str, bool]]:
       v = ts[key]["step_over_floor"]
       rows.append((f"ID-ExpO {key} step ≤ 1.5× its forward+backward floor", _x(v),
                    v <= GOALS["step_floor"]))
-  return rows
+  return rows + report_step.step_goal_rows(results)
 
 
 def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = None) -> None:
@@ -205,8 +208,15 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
         "",
     ]
     lines += _train_table(ts)
+  if results.get("pytorch"):
+    lines += report_step.pytorch_section(results["pytorch"])
+  if results.get("xla_cpu"):
+    lines += report_step.xla_cpu_section(results["xla_cpu"])
+  if results.get("compile"):
+    lines += report_step.compile_section(results["compile"])
   lines += ["## Goals", "", "| goal | measured | met |", "| --- | ---: | :---: |"]
-  lines += [f"| {g} | {v_} | {'yes' if ok else 'no'} |" for g, v_, ok in goal_rows(results)]
+  lines += [f"| {g} | {v_} | {ok if isinstance(ok, str) else 'yes' if ok else 'no'} |"
+            for g, v_, ok in goal_rows(results)]
   lines.append("")
   if analysis:
     lines += ["## What dominates, and what would close the gaps", ""] + analysis
@@ -216,6 +226,24 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
     lines[at:at] = gpu
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
+
+
+def saved_section(out: str, key: str) -> dict:
+  """The `key` section of the saved results at `out` (empty if none), for a partial rerun."""
+  with open(out) as f:
+    return json.load(f).get(key, {})
+
+
+def save_section(out: str, doc: str, key: str, section: dict) -> None:
+  """Merges `section` into the saved results under `key` and re-renders the doc from them."""
+  from benchmarks.common import machine_info
+  section.setdefault("machine", machine_info())["load_average_end"] = list(os.getloadavg())
+  with open(out) as f:
+    results = json.load(f)
+  results[key] = section
+  with open(out, "w") as f:
+    json.dump(results, f, indent=1)
+  write_markdown(results, doc, analysis(results))
 
 
 def _existing_section(path: str, heading: str) -> list[str]:

@@ -1,7 +1,7 @@
 """`make bench`: explainer throughput and train-step cost, written to JSON and Markdown.
 
 Usage: `python -m benchmarks.run [--quick] [--images 64] [--samples 1000] ...` (see `--help`);
-`--only tabular` runs the tabular MLP section alone and merges it into the saved results.
+`--only tabular` (or `--only pytorch`) runs that section alone and merges it into the saved results.
 Every ratio in the report comes from timings taken side by side in this one run.
 """
 
@@ -18,6 +18,7 @@ from benchmarks import explainers as ex
 from benchmarks import tabular as tab
 from benchmarks.common import machine_info, make_problem, time_interleaved
 from benchmarks.report import analysis, write_markdown
+from benchmarks.torch_compare import bench_pytorch
 from benchmarks.train_steps import bench_train_steps
 
 QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
@@ -45,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--train-samples", type=int, default=128,
                  help="LIME / KernelSHAP samples per example inside the train step")
   p.add_argument("--train-segments", type=int, default=16)
-  p.add_argument("--only", choices=("all", "image", "tabular"), default="all",
+  p.add_argument("--only", choices=("all", "image", "tabular", "pytorch"), default="all",
                  help="sections to run; a partial run merges into the existing --out JSON")
   p.add_argument("--tabular-rows", type=int, default=64,
                  help="breast-cancer test rows explained by our explainers (tabular MLP)")
@@ -196,6 +197,22 @@ def bench_tabular(args) -> dict:
   return row
 
 
+MERGED_SECTIONS = ("tabular", "pytorch")  # sections `--only` can rerun into saved results
+
+
+def run_pytorch_section(args) -> dict:
+  """Our Grad-CAM ID-ExpO step and its floor beside the same step and floor in PyTorch."""
+  _log("ID-ExpO step: ours vs PyTorch (compile, then interleaved)")
+  t0 = time.time()
+  machine = machine_info()
+  problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
+  out = bench_pytorch(problem, batch_size=args.train_batch, repeats=max(args.repeats, 3))
+  out["machine"] = machine
+  out["machine"]["load_average_end"] = list(os.getloadavg())
+  out["wall_s"] = time.time() - t0
+  return out
+
+
 def main(argv=None) -> dict:
   # lime_image draws a progress bar per explanation; set here, not at import, so that importing
   # this module (e.g. in the tests) leaves other progress bars alone.
@@ -208,9 +225,9 @@ def main(argv=None) -> dict:
     _log(f"rendered {args.render} to {args.doc}")
     return results
   t0 = time.time()
-  if args.only == "tabular":
+  if args.only in MERGED_SECTIONS:
     if not os.path.exists(args.out):
-      raise SystemExit(f"--only tabular merges into {args.out}, which does not exist: run the "
+      raise SystemExit(f"--only {args.only} merges into {args.out}, which does not exist: run the "
                        "image section first (`--only image` or no --only).")
     with open(args.out) as f:
       results = json.load(f)
@@ -229,13 +246,16 @@ def main(argv=None) -> dict:
                                               n_samples=args.train_samples, repeats=args.repeats)
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["wall_s"] = time.time() - t0
-    results.pop("tabular", None)
+    for section in MERGED_SECTIONS:
+      results.pop(section, None)
   if args.only in ("all", "tabular"):
     t1 = time.time()
     results["tabular"] = bench_tabular(args)
     results["tabular"]["wall_s"] = time.time() - t1
     results["tabular"]["args"] = {k: getattr(args, k) for k in (
         "samples", "tabular_rows", "tabular_package_rows", "repeats", "defaults")}
+  if args.only in ("all", "pytorch"):
+    results["pytorch"] = run_pytorch_section(args)
   for path in (args.out, args.doc):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(args.out, "w") as f:

@@ -23,12 +23,16 @@ class TorchSmallCNN(nn.Module):
     self.conv3 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
     self.out = nn.Linear(2 * width, num_classes)
 
+  def features(self, x: torch.Tensor) -> torch.Tensor:
+    """conv-conv-avgpool: the maps Grad-CAM reads, `(B, 2·width, H/2, W/2)`."""
+    return F.avg_pool2d(F.relu(self.conv2(F.relu(self.conv1(x)))), 2, 2)
+
+  def head(self, a: torch.Tensor) -> torch.Tensor:
+    """conv-ReLU-GAP-linear on the feature maps: logits `(B, K)`."""
+    return self.out(F.relu(self.conv3(a)).mean(dim=(2, 3)))
+
   def forward(self, x: torch.Tensor) -> torch.Tensor:
-    x = F.relu(self.conv1(x))
-    x = F.relu(self.conv2(x))
-    x = F.avg_pool2d(x, 2, 2)
-    x = F.relu(self.conv3(x))
-    return self.out(x.mean(dim=(2, 3)))
+    return self.head(self.features(x))
 
 
 def _tensor(a) -> torch.Tensor:

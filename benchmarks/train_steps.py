@@ -50,8 +50,12 @@ def ce_loss(problem: Problem):
   return loss_fn
 
 
-def idexpo_loss(problem: Problem, explainer: Callable, *, segments: Optional[np.ndarray]):
-  """`CE + λ · mean(cIns + cDel) + λ₂ · mean(φ²)` with the reference λ, λ₂, steps and fraction."""
+def idexpo_loss(problem: Problem, explainer: Callable, *, segments: Optional[np.ndarray],
+                chunk_size: Optional[int] = None):
+  """`CE + λ · mean(cIns + cDel) + λ₂ · mean(φ²)` with the reference λ, λ₂, steps and fraction.
+
+  `chunk_size`: soft images per model call inside the penalty (`idexpo_penalty`'s option).
+  """
 
   def loss_fn(params, batch, key):
     xb, yb = batch
@@ -59,7 +63,7 @@ def idexpo_loss(problem: Problem, explainer: Callable, *, segments: Optional[np.
     ce = _ce(predictor(xb), yb)
     penalty, aux = idexpo_penalty(predictor, xb, yb, key, explainer=explainer,
                                   baseline=problem.baseline, segments=segments, n_steps=N_STEPS,
-                                  fraction=FRACTION)
+                                  fraction=FRACTION, chunk_size=chunk_size)
     return ce + LAM * penalty + LAM2 * aux["attribution_sq"], {"ce": ce, **aux}
 
   return loss_fn

@@ -126,3 +126,49 @@ def test_tiny_bench_runs_and_reports(tmp_path):
   for label in ("test cpu", "`lime` package", "shap.KernelExplainer", "captum `Lime`",
                 "captum `KernelShap`", "plain CE", "No GPU"):
     assert label in text
+
+
+def _jax_like(grads_torch: dict, name: str, kind: str) -> np.ndarray:
+  """A PyTorch parameter gradient in the JAX layout (HWIO kernels, (in, out) dense kernel)."""
+  g = grads_torch[f"{name}.{'weight' if kind == 'kernel' else 'bias'}"]
+  if kind == "bias":
+    return g
+  return g.transpose(2, 3, 1, 0) if g.ndim == 4 else g.T
+
+
+@pytest.mark.parametrize("second_order", [True, False])
+def test_torch_idexpo_step_matches_ours(second_order):
+  """The plain PyTorch Grad-CAM ID-ExpO loss equals ours: same value and same gradients."""
+  torch = _torch()
+  import functools
+
+  from benchmarks.torch_cnn import torch_small_cnn
+  from benchmarks.torch_idexpo import idexpo_gradcam_loss, make_torch_step
+  from benchmarks.train_steps import FRACTION, LAM, LAM2, N_STEPS, idexpo_loss
+  from idexpo_jax.grad_cam import grad_cam
+  problem = make_problem(n_images=3, width=4)
+  xb, yb = jnp.asarray(problem.x), jnp.asarray(problem.y)
+  explainer = functools.partial(grad_cam, second_order=second_order)
+  loss_fn = idexpo_loss(problem, explainer, segments=None)
+  (want, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      problem.params, (xb, yb), jax.random.key(0))
+  assert float(aux["cins"]) > 0.1  # the penalty is a sizeable part of the loss
+
+  model = torch_small_cnn(problem.params)
+  x = torch.from_numpy(np.ascontiguousarray(problem.x.transpose(0, 3, 1, 2)))
+  y = torch.from_numpy(problem.y.astype(np.int64))
+  base = torch.from_numpy(problem.baseline.transpose(2, 0, 1).copy())
+  loss = idexpo_gradcam_loss(model, x, y, base, n_steps=N_STEPS, fraction=FRACTION, lam=LAM,
+                             lam2=LAM2, second_order=second_order)
+  loss.backward()
+  np.testing.assert_allclose(float(loss.detach()), float(want), rtol=1e-5)
+  got = {k: p.grad.numpy() for k, p in model.named_parameters()}
+  grads = nnx.to_pure_dict(grads)
+  for name in ("conv1", "conv2", "conv3", "out"):
+    for kind in ("kernel", "bias"):
+      g = np.asarray(grads[name][kind])
+      np.testing.assert_allclose(_jax_like(got, name, kind), g, rtol=2e-4,
+                                 atol=2e-5 * np.abs(g).max(), err_msg=f"{name}.{kind}")
+  if second_order:
+    step = make_torch_step(torch_small_cnn(problem.params))
+    assert np.isfinite(float(step(x, y, base)))

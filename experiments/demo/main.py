@@ -30,6 +30,7 @@ from absl import app
 from ml_collections import config_flags
 
 from experiments.common import evaluation, methods, reporting, training
+from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
 from idexpo_jax.data.sklearn_data import load_digits_images
 from idexpo_jax.masking import num_units, unit_mask_to_input
@@ -236,6 +237,7 @@ def plot(cfg, data, test, rows, models, evaluators, eval_explainers, key) -> Non
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   run(CONFIG.value)
 
 

@@ -22,6 +22,7 @@ import os
 from absl import app
 
 from experiments.common import evaluation, methods, reporting
+from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.demo import main as demo
 
 
@@ -121,6 +122,7 @@ def select(rows: dict, *, eta: float, accuracy_drop: float) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   run(demo.CONFIG.value)  # the demo's `--config` flag
 
 

@@ -30,6 +30,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm.auto import tqdm
 
+from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax.data.sklearn_data import load_regression
 from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
 from idexpo_jax.fidelity_metrics import expo_metrics_batch
@@ -337,6 +338,7 @@ def plot_tradeoff(cfg, runs, path: str):
 
 
 def main(_):
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
   start = time.time()
   os.makedirs(cfg.out_dir, exist_ok=True)

@@ -12,6 +12,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.study import figures
 from experiments.study.study import run_study
 
@@ -22,6 +23,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
   del argv
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
   results, artefacts = run_study(cfg)
   os.makedirs(cfg.output_dir, exist_ok=True)

@@ -22,6 +22,7 @@ from absl import app
 from ml_collections import config_flags
 
 from experiments.common import evaluation, methods, reporting, training
+from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
 from idexpo_jax.data.sklearn_data import load_digits_images, load_tabular_classification
 from idexpo_jax.masking import num_units
@@ -134,6 +135,7 @@ def run(cfg) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   run(_CONFIG.value)
 
 

@@ -1,0 +1,184 @@
+"""Compile time of the ID-ExpO step: cold vs warm persistent cache, and the ResNet-18 cold compile.
+
+`python -m benchmarks.compile_time` runs every measurement in a fresh process (a compile in the
+same process would reuse XLA's in-memory caches):
+
+* Persistent cache (`experiments.common.compilation_cache`, which every experiment driver turns
+  on): the SmallCNN Grad-CAM ID-ExpO step of `benchmarks.torch_compare` (B = 32, width 32,
+  second order) compiled in a process with an empty cache directory (cold), then again in a new
+  process with the directory the first one filled (warm). Reported: trace + lower seconds (not
+  cached: JAX retraces in every process) and `compile()` seconds (served from disk when warm).
+* ResNet-18 (CIFAR, stride-2 stem, Grad-CAM on the second stage as in `benchmarks.gpu`), small
+  input (32×32×3, B = 8), cold: the ID-ExpO step (second and first order), the plain CE step and
+  the forward+backward floor of the B·(2M+2) images, so the step's compile can be read against
+  the model's own.
+
+Results merge into `benchmarks/results.json` under `"compile"` and render in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _timed_compile(jitted, *args) -> tuple[object, dict]:
+  t0 = time.perf_counter()
+  lowered = jitted.lower(*args)
+  t1 = time.perf_counter()
+  compiled = lowered.compile()
+  t2 = time.perf_counter()
+  return compiled, {"lower_s": t1 - t0, "compile_s": t2 - t1, "total_s": t2 - t0}
+
+
+def smallcnn_step_compile(cache_dir: str) -> dict:
+  """Trace/lower and compile seconds of the SmallCNN Grad-CAM ID-ExpO step, cache at `cache_dir`."""
+  from experiments.common.compilation_cache import enable_compilation_cache
+  enable_compilation_cache(cache_dir)
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from benchmarks.common import make_problem
+  from benchmarks.train_steps import idexpo_loss
+  from idexpo_jax.grad_cam import grad_cam
+  from idexpo_jax.train import init_train_state, make_train_step
+  problem = make_problem(n_images=32, width=32)
+  optimizer = optax.sgd(1e-4, momentum=0.9, nesterov=True)
+  step = make_train_step(idexpo_loss(problem, grad_cam, segments=None), optimizer)
+  state = init_train_state(jax.tree.map(jnp.copy, problem.params), optimizer)
+  batch = (jnp.asarray(problem.x), jnp.asarray(problem.y))
+  _, t = _timed_compile(step, state, batch, jax.random.key(0))
+  return t
+
+
+def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
+  """`(jitted, args)` of a CIFAR ResNet-18 step: "idexpo" (second order), "idexpo_first_order",
+  "ce" or "floor" (jax.grad of the CE over the B·(2M+2) images of the ID-ExpO step)."""
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+
+  import idexpo_jax as ij
+  from idexpo_jax import models
+  from idexpo_jax.soft_curves import soft_step_counts
+
+  model = models.ResNet18(3, 10, width=width, stem_stride=2, rngs=nnx.Rngs(0))
+  model.eval()  # fine-tuning: frozen BatchNorm statistics
+  graphdef, params, rest = models.functional(model)
+  x = jax.random.normal(jax.random.key(0), (batch, size, size, 3), jnp.float32)
+  y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+
+  def ce(p, xb, yb):
+    logits = models.predictor_fn(graphdef, p, rest)(xb)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+  if kind == "floor":
+    _, m = soft_step_counts(size * size, n_steps, 0.5)
+    xs, ys = jnp.tile(x, (2 * m + 2, 1, 1, 1)), jnp.tile(y, 2 * m + 2)
+    return jax.jit(jax.grad(ce)), (params, xs, ys)
+  explainer = functools.partial(ij.grad_cam, second_order=kind != "idexpo_first_order")
+
+  def loss(p, b, k):
+    if kind == "ce":
+      return ce(p, *b), {}
+    pred = models.predictor_fn(graphdef, p, rest)
+    pen, aux = ij.idexpo_penalty(pred, b[0], b[1], k, explainer=explainer, baseline=0.0,
+                                 n_steps=n_steps, fraction=0.5)
+    return ce(p, *b) + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
+
+  opt = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(1e-4, momentum=0.9, nesterov=True))
+  step = ij.make_train_step(loss, opt)
+  state = ij.init_train_state(jax.tree.map(jnp.copy, params), opt)
+  return step, (state, (x, y), jax.random.key(2))
+
+
+def resnet_compile(kind: str, batch: int, width: int, size: int, n_steps: int) -> dict:
+  jitted, args = resnet_step(batch=batch, width=width, size=size, n_steps=n_steps, kind=kind)
+  _, t = _timed_compile(jitted, *args)
+  return t
+
+
+def _child(args: list[str], env: dict | None = None) -> dict:
+  cmd = [sys.executable, "-m", "benchmarks.compile_time", "--child", *args]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                        env=dict(os.environ, **(env or {})))
+  if proc.returncode:
+    return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _log(msg: str) -> None:
+  print(f"[compile {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cache_cold_warm() -> dict:
+  with tempfile.TemporaryDirectory() as d:
+    cold = _child(["cache", d])
+    _log(f"SmallCNN step, cold cache: {cold}")
+    warm = _child(["cache", d])
+    _log(f"SmallCNN step, warm cache: {warm}")
+  return {"step": "SmallCNN width 32, B = 32, Grad-CAM ID-ExpO (second order)",
+          "cold": cold, "warm": warm}
+
+
+def resnet_cold(kinds, *, batch: int, width: int, size: int, n_steps: int,
+                xla_flags: str = "") -> dict:
+  out = {"batch": batch, "width": width, "size": size, "n_steps": n_steps,
+         "xla_flags": xla_flags, "rows": {}, "load_average_start": list(os.getloadavg())}
+  for kind in kinds:
+    r = _child(["resnet", kind, str(batch), str(width), str(size), str(n_steps)],
+               env={"XLA_FLAGS": xla_flags} if xla_flags else None)
+    _log(f"ResNet-18 {kind} {xla_flags}: {r}")
+    out["rows"][kind] = r
+  out["load_average_end"] = list(os.getloadavg())
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--width", type=int, default=64)
+  p.add_argument("--size", type=int, default=32)
+  p.add_argument("--n-steps", type=int, default=64)
+  p.add_argument("--kinds", default="idexpo,idexpo_first_order,ce,floor")
+  p.add_argument("--tag", default="current", help="key of this ResNet-18 measurement")
+  p.add_argument("--xla-flags", default="", help="XLA_FLAGS for the ResNet-18 children")
+  p.add_argument("--only", choices=("all", "cache", "resnet"), default="all")
+  p.add_argument("--out", default="benchmarks/results.json")
+  p.add_argument("--doc", default="docs/benchmarks.md")
+  a = p.parse_args(argv)
+  if a.child:
+    what, *rest = a.child
+    if what == "cache":
+      r = smallcnn_step_compile(rest[0])
+    else:
+      kind, batch, width, size, n_steps = rest
+      r = resnet_compile(kind, int(batch), int(width), int(size), int(n_steps))
+    print(json.dumps(r))
+    return r
+  from benchmarks.common import machine_info
+  from benchmarks.report import save_section, saved_section
+  section = saved_section(a.out, "compile")
+  section["machine"] = machine_info()
+  if a.only in ("all", "cache"):
+    section["cache"] = cache_cold_warm()
+  if a.only in ("all", "resnet"):
+    section.setdefault("resnet18", {})[a.tag] = resnet_cold(
+        a.kinds.split(","), batch=a.batch, width=a.width, size=a.size, n_steps=a.n_steps,
+        xla_flags=a.xla_flags)
+  save_section(a.out, a.doc, "compile", section)
+  return section
+
+
+if __name__ == "__main__":
+  main()
