@@ -1,10 +1,15 @@
 """idexpo_jax: training neural networks whose explanations are faithful (ID-ExpO, RRR, ExpO)."""
 
+from idexpo_jax.attributions import (gradient_times_input, integrated_gradients, smooth_grad,
+                                     target_gradient)
+from idexpo_jax.batched import InsertionDeletionScores, batch_insertion_deletion_scores, explain
 from idexpo_jax.checkpoint import (Restored, checkpoint_manager, latest_step, restore_checkpoint,
                                    save_checkpoint)
 from idexpo_jax.curves import (batch_insertion_deletion, curve_auc, insertion_deletion_curves,
                                insertion_deletion_scores)
 from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
+from idexpo_jax.explainers import (Explainer, GradCam, GradientTimesInput, InputGradients,
+                                   IntegratedGradients, KernelShap, Lime, SmoothGrad, units_of)
 from idexpo_jax.fidelity_metrics import (expo_metrics, expo_metrics_batch, explanation_stability,
                                          neighborhood_fidelity, point_fidelity)
 from idexpo_jax.grad_cam import grad_cam, grad_cam_batch

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax import masking
+from idexpo_jax.explainers import resolve_units
 
 Array = jax.Array
 
@@ -44,9 +45,9 @@ def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
   return ks
 
 
-def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
+def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                               segments: Optional[Array] = None, step: int, fraction: float = 1.0,
-                              chunk_size: Optional[int] = None):
+                              chunk_size: Optional[int] = None, explainer=None):
   """Hard insertion and deletion curves for one example.
 
   Args:
@@ -54,16 +55,20 @@ def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *
     x: one example without batch axis.
     attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units).
     target: the class whose softmax probability is scored.
-    baseline: broadcastable to `x`; the value of removed units.
-    segments: optional `(H, W)` int map of unit ids.
+    baseline: broadcastable to `x`; the value of removed units (`None`: the explainer's).
+    segments: optional `(H, W)` int map of unit ids (`None`: the explainer's, if any).
     step: units added/removed per point.
     fraction: the largest perturbed fraction of units.
     chunk_size: optional bound on the number of inputs per model call.
+    explainer: optional explainer whose units and baseline are used when not given here
+      (`explainers.resolve_units`).
 
   Returns:
     `(fractions, ins_curve, del_curve)`, each of shape `(P,)` with `fractions[0] = 0`.
   """
   from idexpo_jax.predictor import as_logits_fn
+  segments, baseline = resolve_units(explainer, segments, baseline,
+                                     where="insertion_deletion_curves")
   phi, n_units = flat_attribution(x, attribution, segments)
   ks = curve_steps(n_units, step, fraction)
   order = jnp.argsort(-jax.lax.stop_gradient(phi), stable=True)
@@ -96,9 +101,10 @@ def curve_auc(fractions: Array, curve: Array, *, auc: str = "mean") -> Array:
   raise ValueError(f"`auc` must be 'mean' or 'trapezoid'; got {auc!r}.")
 
 
-def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline,
+def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                               segments: Optional[Array] = None, step: int, fraction: float = 1.0,
-                              auc: str = "mean", chunk_size: Optional[int] = None):
+                              auc: str = "mean", chunk_size: Optional[int] = None,
+                              explainer=None):
   """Insertion (higher is better) and deletion (lower is better) scores of one example.
 
   See `insertion_deletion_curves` for the arguments and `curve_auc` for the conventions.
@@ -108,18 +114,21 @@ def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *
   """
   fractions, ins_c, del_c = insertion_deletion_curves(
       logits_fn, x, attribution, target, baseline=baseline, segments=segments, step=step,
-      fraction=fraction, chunk_size=chunk_size)
+      fraction=fraction, chunk_size=chunk_size, explainer=explainer)
   return curve_auc(fractions, ins_c, auc=auc), curve_auc(fractions, del_c, auc=auc)
 
 
 def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets: Array, *,
-                             baseline, segments: Optional[Array] = None, step: int,
-                             fraction: float = 1.0, chunk_size: Optional[int] = None):
+                             baseline=None, segments: Optional[Array] = None, step: int,
+                             fraction: float = 1.0, chunk_size: Optional[int] = None,
+                             explainer=None):
   """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`."""
   if attributions.shape[:1] != xb.shape[:1] or jnp.shape(targets) != xb.shape[:1]:
     raise ValueError(f"`xb`, `attributions` and `targets` need the same batch size, targets of "
                      f"shape (B,); got xb {tuple(xb.shape)}, attributions "
                      f"{tuple(attributions.shape)}, targets {tuple(jnp.shape(targets))}.")
+  segments, baseline = resolve_units(explainer, segments, baseline,
+                                     where="batch_insertion_deletion")
   fn = lambda x, a, t: insertion_deletion_curves(
       logits_fn, x, a, t, baseline=baseline, segments=segments, step=step, fraction=fraction,
       chunk_size=chunk_size)

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from idexpo_jax.explainers import resolve_units
 from idexpo_jax.predictor import as_predictor
 from idexpo_jax.soft_curves import soft_insertion_deletion
 
@@ -19,7 +20,7 @@ Array = jax.Array
 
 
 def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Callable,
-                   baseline, segments: Optional[Array] = None, n_steps: int = 64,
+                   baseline=None, segments: Optional[Array] = None, n_steps: int = 64,
                    fraction: float = 0.5, temperature: float = 1.0, deletion: str = "ratio",
                    log_softmax: bool = True, chunk_size: Optional[int] = None):
   """Soft insertion/deletion penalty of the explanations of a batch.
@@ -30,9 +31,14 @@ def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Ca
     yb: int targets `(B,)` (training: the labels).
     key: PRNG key, split into one key per example for the explainer.
     explainer: `explainer(predictor, x, target, key) -> φ` with one score per unit, e.g.
-      `grad_cam`, or `functools.partial(lime, segments=..., baseline=...)`. It stays in the
-      graph, so the gradient of the penalty flows through the explanation into the model.
-    baseline, segments, n_steps, fraction, temperature, deletion, log_softmax, chunk_size: see
+      `ij.Lime(segments=..., baseline=...)`, `ij.GradCam(baseline=...)`, `grad_cam`, or
+      `functools.partial(lime, segments=..., baseline=...)`. It stays in the graph, so the
+      gradient of the penalty flows through the explanation into the model.
+    baseline: broadcastable to an example; `None` takes the explainer's (`explainers.units_of`:
+      an `Explainer`'s field or a `partial`'s keyword); one of them must give it.
+    segments: `None` takes the explainer's units (pixels/features if it has none); segments
+      given here must equal the explainer's.
+    n_steps, fraction, temperature, deletion, log_softmax, chunk_size: see
       `soft_insertion_deletion`.
 
   Returns:
@@ -40,6 +46,7 @@ def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Ca
     `attribution_sq` (`mean(φ²)`, the λ₂ term).
   """
   predictor = as_predictor(predictor)
+  segments, baseline = resolve_units(explainer, segments, baseline, where="idexpo_penalty")
   if yb.ndim != 1 or xb.ndim < 2 or yb.shape[0] != xb.shape[0]:
     raise ValueError(f"`yb` must hold one target per example of `xb`, shape (B,); got xb "
                      f"{tuple(xb.shape)} and yb {tuple(yb.shape)}.")

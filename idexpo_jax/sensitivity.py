@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from idexpo_jax import masking
 from idexpo_jax.curves import flat_attribution
+from idexpo_jax.explainers import resolve_units
 from idexpo_jax.predictor import as_logits_fn
 
 Array = jax.Array
@@ -61,8 +62,8 @@ def pearson(a: Array, b: Array) -> Array:
 
 
 def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *, n: int,
-                  n_subsets: int = 100, baseline, segments: Optional[Array] = None,
-                  chunk_size: Optional[int] = None) -> Array:
+                  n_subsets: int = 100, baseline=None, segments: Optional[Array] = None,
+                  chunk_size: Optional[int] = None, explainer=None) -> Array:
   """Sensitivity-n of one explanation (Ancona et al., ICLR 2018).
 
   Args:
@@ -73,13 +74,16 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
     key: PRNG key for the subsets (same key, same subsets, same value).
     n: the number of units removed per subset, `1 <= n < U` (static).
     n_subsets: number of random subsets (static, >= 2).
-    baseline: broadcastable to `x`; the value of removed units.
-    segments: optional `(H, W)` int map of unit ids.
+    baseline: broadcastable to `x`; the value of removed units (`None`: the explainer's).
+    segments: optional `(H, W)` int map of unit ids (`None`: the explainer's, if any).
     chunk_size: optional bound on the number of inputs per model call.
+    explainer: optional explainer whose units and baseline are used when not given here
+      (`explainers.resolve_units`).
 
   Returns:
     The correlation, a scalar in [-1, 1].
   """
+  segments, baseline = resolve_units(explainer, segments, baseline, where="sensitivity_n")
   phi, n_units = flat_attribution(x, attribution, segments)
   removed = random_subsets(key, n_units, n, n_subsets).astype(x.dtype)  # (S, U)
   z = jnp.concatenate([jnp.ones((1, n_units), x.dtype), 1.0 - removed], axis=0)
@@ -92,11 +96,12 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
 
 
 def batch_sensitivity_n(logits_fn, xb: Array, attributions: Array, targets: Array, key: Array, *,
-                        n: int, n_subsets: int = 100, baseline,
+                        n: int, n_subsets: int = 100, baseline=None,
                         segments: Optional[Array] = None,
-                        chunk_size: Optional[int] = None) -> Array:
+                        chunk_size: Optional[int] = None, explainer=None) -> Array:
   """Vmapped `sensitivity_n` with one key per example (`jax.random.split(key, B)`): `(B,)`."""
   chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
+  segments, baseline = resolve_units(explainer, segments, baseline, where="batch_sensitivity_n")
   keys = jax.random.split(key, xb.shape[0])
   fn = lambda x, a, t, k: sensitivity_n(
       logits_fn, x, a, t, k, n=n, n_subsets=n_subsets, baseline=baseline, segments=segments,

@@ -16,6 +16,7 @@ import numpy as np
 
 from idexpo_jax import masking
 from idexpo_jax.curves import flat_attribution
+from idexpo_jax.explainers import resolve_units
 from idexpo_jax.predictor import as_logits_fn, target_log_prob
 
 Array = jax.Array
@@ -65,16 +66,19 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   return jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale)
 
 
-def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
+def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                 segments: Optional[Array] = None, n_steps: int = 64, fraction: float = 0.5,
                 temperature: float = 1.0, log_softmax: bool = True,
-                chunk_size: Optional[int] = None):
+                chunk_size: Optional[int] = None, explainer=None):
   """Soft insertion and deletion curves in log-probability.
+
+  Args: see `soft_insertion_deletion`.
 
   Returns:
     `(log_p_ins (M,), log_p_del (M,), log_p_clean ())` for steps `m = 1..M`.
   """
   logits_fn = as_logits_fn(logits_fn)
+  segments, baseline = resolve_units(explainer, segments, baseline, where="soft_curves")
   phi, _ = flat_attribution(x, attribution, segments)
   alpha = soft_keep_masks(phi, n_steps=n_steps, fraction=fraction, temperature=temperature,
                           log_softmax=log_softmax)
@@ -91,11 +95,11 @@ def log1m_exp(log_p: Array) -> Array:
   return jnp.where(log_p > -0.6931472, jnp.log(-jnp.expm1(log_p)), jnp.log1p(-jnp.exp(log_p)))
 
 
-def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline,
+def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                             segments: Optional[Array] = None, n_steps: int = 64,
                             fraction: float = 0.5, temperature: float = 1.0,
                             deletion: str = "ratio", log_softmax: bool = True,
-                            chunk_size: Optional[int] = None):
+                            chunk_size: Optional[int] = None, explainer=None):
   """Differentiable insertion and deletion losses `(cIns, cDel)` of one example (lower is better).
 
   `cIns = −(1/M) Σ_m log p_y(x_ins^m)`. `cDel` is "ratio" (default),
@@ -109,14 +113,16 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
     x: one example (image `(H, W, C)` or tabular `(D,)`), no batch axis.
     attribution: one score per unit, differentiable.
     target: the class scored (training: the label).
-    baseline: broadcastable to `x`.
-    segments: optional `(H, W)` unit ids.
+    baseline: broadcastable to `x` (`None`: the explainer's).
+    segments: optional `(H, W)` unit ids (`None`: the explainer's, if any).
     n_steps: number of steps over all units (reference: 64).
     fraction: largest kept/removed fraction (reference: 0.5).
     temperature: sigmoid temperature `τ` (reference: 1).
     deletion: "ratio" or "direct".
     log_softmax: map the attribution through log-softmax first (reference default).
     chunk_size: optional bound on inputs per model call.
+    explainer: optional explainer whose units and baseline are used when not given here
+      (`explainers.resolve_units`).
 
   Returns:
     `(cins, cdel)` scalars. With a single unit there is no soft step and both are 0.
@@ -125,7 +131,8 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
     raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {deletion!r}.")
   lp_ins, lp_del, lp_x = soft_curves(
       logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
-      fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size)
+      fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
+      explainer=explainer)
   if lp_ins.shape[0] == 0:
     zero = jnp.zeros((), x.dtype)
     return zero, zero

@@ -1,0 +1,210 @@
+"""Explainer objects (units stated once), `explain` and the batched insertion/deletion scores."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import idexpo_jax as ij
+from idexpo_jax import attributions as at
+from idexpo_jax import models
+
+SEG = ij.grid_segments(8, 8, 4)
+
+
+def _cnn_predictor(seed=0):
+  rng = np.random.default_rng(seed)
+  v = jnp.asarray(rng.normal(size=(2, 3)), jnp.float32)
+  u = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+
+  def features(xb):
+    a = jnp.tanh(xb @ v)
+    b, h, w, f = a.shape
+    return a.reshape(b, h // 2, 2, w // 2, 2, f).mean(axis=(2, 4))
+
+  return ij.Predictor(features, lambda a: jnp.tanh(a).mean(axis=(1, 2)) @ u)
+
+
+def _batch(seed=0, b=3):
+  x = np.random.default_rng(seed).normal(size=(b, 8, 8, 2)).astype(np.float32)
+  return jnp.asarray(x)
+
+
+# (object, the pure function with the same options)
+CASES = [
+    (ij.Lime(segments=SEG, baseline=0.1, n_samples=40, ridge=0.5),
+     functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=40, ridge=0.5)),
+    (ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20, output="logit"),
+     functools.partial(ij.kernel_shap, segments=SEG, baseline=0.1, n_samples=20, output="logit")),
+    (ij.GradCam(baseline=0.1, second_order=False),
+     lambda m, x, t, k: ij.grad_cam(m, x, t, k, second_order=False).reshape(-1)),
+    (ij.IntegratedGradients(segments=SEG, baseline=0.1, n_steps=5),
+     functools.partial(at.integrated_gradients, segments=SEG, baseline=0.1, n_steps=5)),
+    (ij.SmoothGrad(segments=SEG, baseline=0.1, n_samples=4, sigma=0.2),
+     functools.partial(at.smooth_grad, segments=SEG, n_samples=4, sigma=0.2)),
+    (ij.GradientTimesInput(baseline=0.1, output="logit"),
+     functools.partial(at.gradient_times_input, baseline=0.1, output="logit")),
+    (ij.InputGradients(segments=SEG, baseline=0.1),
+     functools.partial(at.target_gradient, segments=SEG)),
+]
+
+
+@pytest.mark.parametrize("obj,fn", CASES, ids=lambda c: type(c).__name__)
+def test_object_equals_its_pure_function(obj, fn):
+  pred, x, key = _cnn_predictor(), _batch()[0], jax.random.key(2)
+  np.testing.assert_array_equal(jax.jit(obj, static_argnums=0)(pred, x, 1, key),
+                                jax.jit(fn, static_argnums=0)(pred, x, 1, key))
+  assert obj.baseline == 0.1
+  assert obj.segments is None or np.array_equal(obj.segments, SEG)
+
+
+def test_objects_are_immutable_hashable_and_static():
+  a = ij.Lime(segments=ij.grid_segments(8, 8, 4), baseline=0.0)
+  b = ij.Lime(segments=ij.grid_segments(8, 8, 4), baseline=0.0)
+  assert a == b and hash(a) == hash(b)
+  assert a != a.replace(n_samples=10) and a != ij.KernelShap(segments=SEG, baseline=0.0)
+  assert a != ij.Lime(segments=ij.grid_segments(8, 8, 2), baseline=0.0)
+  with pytest.raises(Exception):
+    a.n_samples = 3
+  with pytest.raises(TypeError):
+    ij.Lime(segments=SEG)  # the baseline is stated, never implicit
+  assert jax.tree_util.tree_leaves(a) == []  # a pytree without leaves: static under jit
+  traces = []
+
+  @jax.jit
+  def f(explainer, x):
+    traces.append(1)
+    return explainer(_cnn_predictor(), x, 0, jax.random.key(0))
+
+  x = _batch()[0]
+  f(a.replace(n_samples=20), x)
+  f(b.replace(n_samples=20), x)  # equal configuration: no new trace
+  assert len(traces) == 1
+  with pytest.raises(ValueError, match="segments"):
+    ij.Lime(segments=np.zeros((2, 2, 2), np.int32), baseline=0.0)
+
+
+def test_idexpo_penalty_reads_units_and_baseline_from_the_explainer():
+  pred, xb, yb, key = _cnn_predictor(), _batch(1), jnp.asarray([0, 3, 1]), jax.random.key(4)
+  kw = dict(n_steps=2, fraction=0.5)
+  obj = ij.Lime(segments=SEG, baseline=0.1, n_samples=30)
+  want = ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, segments=SEG, baseline=0.1, **kw)
+  got = ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, **kw)
+  np.testing.assert_array_equal(got[0], want[0])
+  # The README's line: a partial of the pure function also states the units once.
+  part = functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=30)
+  np.testing.assert_array_equal(ij.idexpo_penalty(pred, xb, yb, key, explainer=part, **kw)[0],
+                                want[0])
+  with pytest.raises(ValueError, match="segments"):
+    ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, segments=ij.grid_segments(8, 8, 2), **kw)
+  with pytest.raises(ValueError, match="baseline"):
+    ij.idexpo_penalty(pred, xb, yb, key, explainer=ij.grad_cam, **kw)
+
+
+def test_curves_and_metrics_read_the_explainer():
+  pred, x, key = _cnn_predictor(), _batch(2)[0], jax.random.key(5)
+  obj = ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20)
+  phi = obj(pred, x, 2, key)
+  explicit = dict(segments=SEG, baseline=0.1)
+  pairs = [
+      (ij.insertion_deletion_curves, dict(step=1)),
+      (ij.insertion_deletion_scores, dict(step=1, auc="trapezoid")),
+      (ij.soft_insertion_deletion, dict(n_steps=2)),
+      (ij.soft_curves, dict(n_steps=2)),
+  ]
+  for fn, kw in pairs:
+    for a, b in zip(fn(pred, x, phi, 2, explainer=obj, **kw), fn(pred, x, phi, 2, **explicit, **kw)):
+      np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(
+      ij.sensitivity_n(pred, x, phi, 2, key, n=2, n_subsets=5, explainer=obj),
+      ij.sensitivity_n(pred, x, phi, 2, key, n=2, n_subsets=5, **explicit))
+
+
+def test_explain_equals_the_vmapped_explainer():
+  pred, xb, key = _cnn_predictor(), _batch(3, b=5), jax.random.key(6)
+  obj = ij.Lime(segments=SEG, baseline=0.0, n_samples=30)
+  targets = jnp.asarray([0, 1, 2, 3, 0])
+  keys = jax.random.split(key, 5)
+  manual = jax.jit(jax.vmap(lambda x, t, k: obj(pred, x, t, k)))(xb, targets, keys)
+  np.testing.assert_allclose(ij.explain(obj, pred, xb, key, targets=targets), manual,
+                             rtol=1e-5, atol=1e-7)
+  # None: the predicted class.
+  predicted = pred(xb).argmax(-1)
+  np.testing.assert_allclose(ij.explain(obj, pred, xb, key),
+                             jax.jit(jax.vmap(lambda x, t, k: obj(pred, x, t, k)))(
+                                 xb, predicted, keys), rtol=1e-5, atol=1e-7)
+  # "all": every class with the example's key; chunks give the same values.
+  every = ij.explain(obj, pred, xb, key, targets="all")
+  assert every.shape == (5, 4, 4)
+  for c in range(4):
+    np.testing.assert_allclose(every[:, c], ij.explain(obj, pred, xb, key, targets=jnp.full(5, c)),
+                               rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ij.explain(obj, pred, xb, key, targets="all", chunk_size=2), every,
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_explain_arguments_are_checked():
+  pred, xb, key = _cnn_predictor(), _batch(), jax.random.key(0)
+  obj = ij.GradCam(baseline=0.0)
+  with pytest.raises(ValueError, match="targets"):
+    ij.explain(obj, pred, xb, key, targets="every")
+  with pytest.raises(ValueError, match="targets"):
+    ij.explain(obj, pred, xb, key, targets=jnp.zeros(2, jnp.int32))
+  with pytest.raises(ValueError, match=r"\[0, 4\)"):
+    ij.explain(obj, pred, xb, key, targets=jnp.asarray([0, 4, 1]))
+  with pytest.raises(ValueError, match="chunk_size"):
+    ij.explain(obj, pred, xb, key, chunk_size=0)
+  with pytest.raises(ValueError, match="xb"):
+    ij.explain(obj, pred, xb[0, 0, 0], key)
+
+
+def test_explain_an_nnx_module_follows_its_parameters():
+  """A module is a pytree: its arrays are traced, so updated parameters are never stale."""
+  model = models.SmallCNN(in_channels=2, num_classes=3, width=4, rngs=nnx.Rngs(0))
+  xb, key = _batch(4), jax.random.key(1)
+  obj = ij.GradCam(baseline=0.0)  # needs features/head: read from the module
+  first = ij.explain(obj, model, xb, key, targets=jnp.asarray([0, 1, 2]))
+  np.testing.assert_allclose(first, jax.vmap(lambda x, t: ij.grad_cam(
+      ij.Predictor(model.features, model.head), x, t).reshape(-1))(xb, jnp.asarray([0, 1, 2])),
+                             rtol=1e-5, atol=1e-7)
+  model.conv1.kernel[...] = model.conv1.kernel[...] + 0.3
+  second = ij.explain(obj, model, xb, key, targets=jnp.asarray([0, 1, 2]))
+  assert np.abs(np.asarray(second) - np.asarray(first)).max() > 1e-4
+  # A Predictor of the module's bound methods is traced through the module as well.
+  third = ij.explain(obj, ij.Predictor(model.features, model.head), xb, key,
+                     targets=jnp.asarray([0, 1, 2]))
+  np.testing.assert_allclose(third, second, rtol=1e-5, atol=1e-7)
+  model.conv1.kernel[...] = model.conv1.kernel[...] - 0.5
+  fourth = ij.explain(obj, ij.Predictor(model.features, model.head), xb, key,
+                      targets=jnp.asarray([0, 1, 2]))
+  assert np.abs(np.asarray(fourth) - np.asarray(third)).max() > 1e-4
+
+
+def test_batch_scores_use_the_readme_convention():
+  """Defaults: step = U // 16, "mean" up to fraction 0.5, the predicted class."""
+  pred, xb = _cnn_predictor(), _batch(5, b=4)
+  obj = ij.InputGradients(baseline=0.2)  # 64 pixel units: step 4
+  phi = ij.explain(obj, pred, xb, jax.random.key(0))
+  got = ij.batch_insertion_deletion_scores(pred, xb, phi, explainer=obj)
+  predicted = pred(xb).argmax(-1)
+  loop = [ij.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
+                                       fraction=0.5, auc="mean") for i in range(4)]
+  np.testing.assert_allclose(got.insertion, [s[0] for s in loop], rtol=1e-5)
+  np.testing.assert_allclose(got.deletion, [s[1] for s in loop], rtol=1e-5)
+  np.testing.assert_allclose(got.insertion_mean, np.mean([s[0] for s in loop]), rtol=1e-5)
+  trap = ij.batch_insertion_deletion_scores(pred, xb, phi, predicted, explainer=obj,
+                                            fraction=1.0, auc="trapezoid")
+  loop = [ij.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
+                                       fraction=1.0, auc="trapezoid") for i in range(4)]
+  np.testing.assert_allclose(trap.deletion, [s[1] for s in loop], rtol=1e-5)
+  # Every class: scores (B, K), class c scored with attributions[:, c].
+  every = ij.explain(obj, pred, xb, jax.random.key(0), targets="all")
+  all_scores = ij.batch_insertion_deletion_scores(pred, xb, every, "all", explainer=obj)
+  assert all_scores.insertion.shape == (4, 4)
+  one = ij.batch_insertion_deletion_scores(pred, xb, every[:, 2], jnp.full(4, 2), explainer=obj)
+  np.testing.assert_allclose(all_scores.insertion[:, 2], one.insertion, rtol=1e-5)
+  with pytest.raises(ValueError, match="attributions"):
+    ij.batch_insertion_deletion_scores(pred, xb, every, explainer=obj)
