@@ -92,5 +92,32 @@ def test_figure5_draws_pixel_maps_and_tabular_rows(smoke_run, tmp_path):
 
 
 def test_display_scales_each_example_to_unit_range():
-  x = np.array([[1.0, 3.0, 2.0], [5.0, 5.0, 5.0]])
+  x = np.array([[[1.0, 3.0, 2.0]], [[5.0, 5.0, 5.0]]])
   np.testing.assert_allclose(figures._display(x), [[[0.0, 1.0, 0.5]], [[0.0, 0.0, 0.0]]])
+
+
+def test_feature_names_of_sklearn_sets():
+  assert figures.feature_names("wine", 13)[0] == "alcohol"
+  assert figures.feature_names("digits8", 3) == ["x0", "x1", "x2"]
+
+
+def test_replot_from_saved_arrays_round_trips(smoke_run, tmp_path):
+  """`figure_arrays` -> npz -> `load_artefacts` gives back what Figs. 4 and 5 draw."""
+  _, results, artefacts = smoke_run
+  np.savez_compressed(tmp_path / "a.npz", **figures.figure_arrays(results, artefacts))
+  reloaded = json.loads(json.dumps(results))  # as `--replot` reads it
+  reloaded["main_eta"] = float(reloaded["main_eta"])
+  with np.load(tmp_path / "a.npz") as z:
+    back = figures.load_artefacts(reloaded, {k: z[k] for k in z.files})
+  eta = results["main_eta"]
+  assert list(back["chosen"][eta]) == list(results["per_example_change"])
+  for m, c in artefacts["chosen"][eta].items():
+    key = (m, c["weight"])
+    np.testing.assert_array_equal(back["figure"][key]["phi"], artefacts["figure"][key]["phi"])
+    np.testing.assert_array_equal(np.stack(back["per_seed"][key]["test_del"]),
+                                  np.stack(artefacts["per_seed"][key]["test_del"]))
+  np.testing.assert_array_equal(back["figure"]["pretrained"]["ins_all"],
+                                artefacts["figure"]["pretrained"]["ins_all"])
+  paths = figures.write_all(reloaded, back, str(tmp_path / "re"))
+  assert len(paths) == 7 and all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in paths)
+  assert len(figures.write_all(reloaded, None, str(tmp_path / "json_only"))) == 3

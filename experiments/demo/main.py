@@ -14,7 +14,8 @@ explainer (Grad-CAM) and `ce_<explainer>`/`pretrained_<explainer>` under the oth
 
   python -m experiments.demo.main --config=experiments/demo/configs/default.py
 
-Writes `<out_dir>/metrics.json`, `per_example.json`, `heatmaps.png`, and
+Writes `<out_dir>/metrics.json`, `per_example.json`, `heatmaps.png` (and the arrays behind it,
+`heatmaps.npz`: `--replot` redraws the PNG from them without training), and
 `insertion[_<explainer>].png`/`deletion[_<explainer>].png` per explainer.
 """
 
@@ -26,7 +27,7 @@ import time
 
 import jax
 import numpy as np
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.common import evaluation, methods, reporting, training
@@ -37,6 +38,8 @@ from idexpo_jax.masking import num_units, unit_mask_to_input
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
                                          lock_config=True)
+REPLOT = flags.DEFINE_bool("replot", False, "Only redraw heatmaps.png from heatmaps.npz of "
+                           "`out_dir` (no training).")
 
 
 def suffix(explainer: str, explainers) -> str:
@@ -229,14 +232,30 @@ def plot(cfg, data, test, rows, models, evaluators, eval_explainers, key) -> Non
     segments = eval_explainers[e].segments
     if segments is not None:  # unit scores -> pixel maps (H, W)
       phi = np.asarray(unit_mask_to_input(phi, xs.shape[1:], segments=segments))[..., 0]
-    maps[f"{m} · {e}"] = phi
-  plotting.plot_heatmaps(xs, maps, os.path.join(out, "heatmaps.png"),
-                         titles=[f"y={y}" for y in ys])
+    maps[f"{m} · {e}"] = np.asarray(phi)
+  # The arrays behind heatmaps.png, so that `--replot` redraws it without training.
+  np.savez_compressed(os.path.join(out, "heatmaps.npz"), images=np.asarray(xs),
+                      labels=np.asarray(ys), names=np.array(list(maps)),
+                      **{f"map{i}": v for i, v in enumerate(maps.values())})
+  plot_heatmaps(out)
+
+
+def plot_heatmaps(out: str) -> str:
+  """Draws `<out>/heatmaps.png` from `<out>/heatmaps.npz` (written by `plot`)."""
+  with np.load(os.path.join(out, "heatmaps.npz")) as z:
+    names = [str(v) for v in z["names"]]
+    maps = {name: z[f"map{i}"] for i, name in enumerate(names)}
+    images, labels = z["images"], z["labels"]
+  return plotting.plot_heatmaps(images, maps, os.path.join(out, "heatmaps.png"),
+                                titles=[f"y={y}" for y in labels])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
+  if REPLOT.value:
+    print(f"wrote {plot_heatmaps(CONFIG.value.out_dir)}")
+    return
   enable_compilation_cache()  # a second run loads its compiled steps from disk
   run(CONFIG.value)
 

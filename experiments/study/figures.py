@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import matplotlib
 import numpy as np
 
@@ -75,41 +77,54 @@ def plot_change(results: dict, artefacts: dict, path: str) -> str:
 
 
 def _display(x: np.ndarray) -> np.ndarray:
-  """Inputs as `(N, H, W[, C])` images in [0, 1] (min–max per example; tabular: one row)."""
+  """Images `(N, H, W[, C])` scaled to [0, 1] per example (min–max)."""
   x = np.asarray(x, np.float64)
-  if x.ndim == 2:
-    x = x[:, None, :]
   axes = tuple(range(1, x.ndim))
   lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
   return (x - lo) / np.where(hi > lo, hi - lo, 1.0)
 
 
-def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
-  """Heatmaps of the same test inputs under each method and their mean Ins/Del curves (Fig. 5).
+def feature_names(dataset: str, d: int) -> list[str]:
+  """The `d` feature names of a scikit-learn tabular set (`x0..` if unknown)."""
+  from sklearn import datasets
+  loader = getattr(datasets, f"load_{dataset}", None)
+  names = list(loader().feature_names) if loader is not None else []
+  return [str(n) for n in names] if len(names) == d else [f"x{i}" for i in range(d)]
 
-  Heatmaps: one row per method (CE checkpoint first, then the models selected at the main η),
-  labelled with the mean Ins/Del of the shown examples. Curves: mean ± s.e.m. over the whole test
-  split (seed 0), with the scored range (`fraction`) marked.
+
+def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
+  """Explanations of the same test inputs under each method and their mean Ins/Del curves
+  (Fig. 5).
+
+  Explanations: one row per method (CE checkpoint first, then the models selected at the main η),
+  labelled with the mean Ins/Del of the shown examples; images as heatmaps (signed LIME/SHAP
+  weights on a diverging scale centred at 0, Grad-CAM on a sequential one, colorbar per row),
+  tabular inputs as signed bar charts of the top features. Curves: mean ± s.e.m. over the whole
+  test split (seed 0), with the scored range (`fraction`) marked.
   """
   from idexpo_jax.masking import grid_segments
   fig_data, chosen = artefacts["figure"], artefacts["chosen"][results["main_eta"]]
   entries = [("CE checkpoint", fig_data["pretrained"])] + [
       (LABELS.get(m, m), fig_data[(m, c["weight"])]) for m, c in chosen.items()]
-  images = _display(fig_data["x"])
+  x = np.asarray(fig_data["x"])
+  titles = [f"label {y}" for y in fig_data["label"]]
+  tabular = x.ndim == 2
   cell = results["config"]["explainer"].get("cell")
   segments, maps = None, {}
   for name, e in entries:
     phi = np.asarray(e["phi"])
-    if phi.ndim == 2 and images.shape[1] > 1:  # unit scores over grid cells of images
-      segments = np.asarray(grid_segments(images.shape[1], images.shape[2], cell))
-    elif phi.ndim == 2:  # tabular: one row of features
-      phi = phi[:, None, :]
+    if phi.ndim == 2 and not tabular:  # unit scores over grid cells of images
+      segments = np.asarray(grid_segments(x.shape[1], x.shape[2], cell))
     elif phi.ndim == 4:  # pixel maps with a channel axis
       phi = phi[..., 0]
     maps[f"{name}\nIns {np.mean(e['ins_score']):.2f} Del {np.mean(e['del_score']):.2f}"] = phi
-  titles = [f"label {y}" for y in fig_data["label"]]
-  paths = [plotting.plot_heatmaps(images, maps, f"{stem}_fig5_heatmaps.png", segments=segments,
-                                  titles=titles)]
+  path = f"{stem}_fig5_heatmaps.png"
+  if tabular:
+    paths = [plotting.plot_attribution_bars(
+        maps, path, titles=titles, top_k=10,
+        feature_names=feature_names(results["dataset"], x.shape[1]))]
+  else:
+    paths = [plotting.plot_heatmaps(_display(x), maps, path, segments=segments, titles=titles)]
   fraction = results["config"]["eval"]["fraction"]
   for kind, what in (("ins", "inserted"), ("del", "deleted")):
     paths.append(plotting.plot_curves(
@@ -120,9 +135,53 @@ def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
   return paths
 
 
-def write_all(results: dict, artefacts: dict, stem: str) -> list[str]:
-  """Writes every figure under `stem` and returns the paths."""
-  return [
+def figure_arrays(results: dict, artefacts: dict) -> dict:
+  """The arrays behind Figs. 4 and 5 as a flat `{name: array}` dict for `np.savez_compressed`
+  (`load_artefacts` rebuilds what `write_all` needs)."""
+  out = {"x": np.asarray(artefacts["figure"]["x"]),
+         "label": np.asarray(artefacts["figure"]["label"])}
+  keys = {"pretrained": artefacts["figure"]["pretrained"]}
+  for m, c in artefacts["chosen"][results["main_eta"]].items():
+    keys[f"{m}@{c['weight']!r}"] = artefacts["figure"][(m, c["weight"])]
+    rec = artefacts["per_seed"][(m, c["weight"])]
+    out[f"change/{m}@{c['weight']!r}/test_ins"] = np.stack(rec["test_ins"])
+    out[f"change/{m}@{c['weight']!r}/test_del"] = np.stack(rec["test_del"])
+  out["change/before/test_ins"] = np.stack(artefacts["before"]["test_ins"])
+  out["change/before/test_del"] = np.stack(artefacts["before"]["test_del"])
+  for k, e in keys.items():
+    for field, v in e.items():
+      out[f"figure/{k}/{field}"] = np.asarray(v)
+  return out
+
+
+def load_artefacts(results: dict, arrays) -> dict:
+  """The inverse of `figure_arrays`: the `artefacts` that `write_all` reads."""
+  fig = {"x": arrays["x"], "label": arrays["label"]}
+  chosen = {results["main_eta"]: {}}
+  per_seed = {}
+  for name in arrays:
+    parts = name.split("/")
+    if parts[0] == "figure":
+      key = parts[1]
+      if key != "pretrained":
+        m, w = key.split("@")
+        key = (m, float(w))
+        chosen[results["main_eta"]][m] = {"weight": float(w)}
+      fig.setdefault(key, {})[parts[2]] = arrays[name]
+    elif parts[0] == "change" and parts[1] != "before":
+      m, w = parts[1].split("@")
+      per_seed.setdefault((m, float(w)), {})[parts[2]] = list(arrays[name])
+  before = {k: list(arrays[f"change/before/{k}"]) for k in ("test_ins", "test_del")}
+  order = list(results["per_example_change"])  # the methods in the run's order
+  chosen[results["main_eta"]] = {m: chosen[results["main_eta"]][m] for m in order
+                                 if m in chosen[results["main_eta"]]}
+  return {"figure": fig, "chosen": chosen, "per_seed": per_seed, "before": before}
+
+
+def write_all(results: dict, artefacts: Optional[dict], stem: str) -> list[str]:
+  """Writes every figure under `stem` and returns the paths; without `artefacts` (a `--replot`
+  of a run that saved no arrays) only Figs. 2 and 3, which the JSON results hold."""
+  paths = [
       plot_metric_vs_accuracy(results, "ins", "Ins (higher is better)",
                               f"{stem}_fig2_ins_vs_acc.png"),
       plot_metric_vs_accuracy(results, "del", "1 − Del (higher is better)",
@@ -130,9 +189,11 @@ def write_all(results: dict, artefacts: dict, stem: str) -> list[str]:
       plot_metric_vs_accuracy(results, "sensitivity_n",
                               f"sensitivity-n (n = {results['sensitivity_n']['n']})",
                               f"{stem}_fig3_sensitivity_vs_acc.png"),
-      plot_change(results, artefacts, f"{stem}_fig4_change.png"),
-      *plot_examples(results, artefacts, stem),
   ]
+  if artefacts is not None:
+    paths += [plot_change(results, artefacts, f"{stem}_fig4_change.png"),
+              *plot_examples(results, artefacts, stem)]
+  return paths
 
 
 def markdown_table(results: dict, eta=None) -> str:
