@@ -34,7 +34,8 @@ def test_split_is_the_documented_stratified_split():
   assert (len(tr), len(va), len(te)) == (3500, 500, 1000)
   for idx, per_class in ((tr, 350), (va, 50), (te, 100)):
     np.testing.assert_array_equal(np.bincount(labels[idx], minlength=10), np.full(10, per_class))
-    assert np.all(np.diff(idx) > 0)
+    # A fixed shuffled order: not sorted by label (the file is), and no class runs long.
+    assert np.mean(np.diff(labels[idx]) == 0) < 0.2
   np.testing.assert_array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(5000))
   digest = hashlib.sha256(np.concatenate([tr, va, te]).astype("<i8").tobytes()).hexdigest()
   assert digest == MNIST_5K_SPLIT_SHA256

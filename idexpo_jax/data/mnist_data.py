@@ -6,8 +6,9 @@
 
 The split is fixed and stratified: with the default `seed=0`, each class's 500 rows are permuted
 with `numpy.random.default_rng([seed, label])` and the first 350 go to training, the next 50 to
-validation and the last 100 to test (3,500 / 500 / 1,000 in all); each split is then ordered by its
-row index in the file. `MNIST_5K_SPLIT_SHA256` pins the resulting indices.
+validation and the last 100 to test (3,500 / 500 / 1,000 in all); each split is then put in a fixed
+random order, `numpy.random.default_rng([seed, 10 + split])` permuting it (the file is sorted by
+label, so in-file order would give one-class batches). `MNIST_5K_SPLIT_SHA256` pins the indices.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from idexpo_jax.data.sklearn_data import Dataset, Split
 MNIST_5K_SHA256 = "1b845fda528288bf79346626fdf2fff6549f0170890dc9174bc1ef609807bbfa"
 #: SHA-256 of the documented split's indices: `concatenate([train, val, test])` as int64
 #: little-endian (`mnist_5k_split_indices(labels, seed=0)`).
-MNIST_5K_SPLIT_SHA256 = "52e4263a13360ef617b3375620f19758fd3e81796fa9800e76aadf3d1aaef8a2"
+MNIST_5K_SPLIT_SHA256 = "de7ca252a11c2343b1094076273e658bb2faff64156e345576426fdfffc64286"
 #: Per-class split sizes (× 10 classes = 3,500 / 500 / 1,000).
 SPLIT_PER_CLASS = (350, 50, 100)
 
@@ -77,7 +78,8 @@ def mnist_5k_split_indices(labels: np.ndarray, *, seed: int = 0):
     parts[0].append(rows[:n_tr])
     parts[1].append(rows[n_tr:n_tr + n_va])
     parts[2].append(rows[n_tr + n_va:n_tr + n_va + n_te])
-  return tuple(np.sort(np.concatenate(p)) for p in parts)
+  return tuple(np.random.default_rng([seed, 10 + k]).permutation(np.concatenate(p))
+               for k, p in enumerate(parts))
 
 
 def load_mnist_5k(*, seed: int = 0, raw: bool = False) -> Dataset:
