@@ -2,12 +2,14 @@
 
 import jax
 import ml_collections
+from flax import nnx
 import numpy as np
 import pytest
 
 from experiments.common import methods, training
 from idexpo_jax.data.sklearn_data import Split
-from idexpo_jax.models import functional
+from idexpo_jax.models import SmallCNN, functional
+from idexpo_jax.predictor import Predictor
 
 _RNG = np.random.default_rng(0)
 _TRAIN = Split(_RNG.normal(size=(40, 5)).astype(np.float32), _RNG.integers(0, 3, size=40))
@@ -76,3 +78,16 @@ def test_penalty_batch_restricts_the_idexpo_terms_to_the_first_examples():
   np.testing.assert_allclose(loss - aux["ce"], ref - ref_aux["ce"], rtol=1e-6)
   np.testing.assert_allclose(aux["penalty"], ref_aux["penalty"], rtol=1e-6)
   assert not np.isclose(aux["ce"], ref_aux["ce"])
+
+
+def test_gradcam_cells_sum_the_pixel_map_over_each_cell():
+  cnn = SmallCNN(1, 3, width=2, rngs=nnx.Rngs(0))
+  predictor = Predictor(features=cnn.features, head=cnn.head)
+  x = jax.random.uniform(jax.random.key(0), (8, 8, 1))
+  pixels = methods.make_explainer("gradcam", {}, baseline=0.0, image_shape=(8, 8, 1))
+  cells = methods.make_explainer("gradcam", {"cell": 4}, baseline=0.0, image_shape=(8, 8, 1))
+  assert pixels.segments is None and cells.segments.shape == (8, 8)
+  pmap = np.asarray(pixels.fn(predictor, x, 1, None)).reshape(8, 8)
+  want = pmap.reshape(2, 4, 2, 4).sum((1, 3)).ravel()  # row-major 2×2 grid of 4×4 cells
+  np.testing.assert_allclose(np.asarray(cells.fn(predictor, x, 1, None)), want, rtol=1e-5,
+                             atol=1e-7)

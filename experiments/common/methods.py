@@ -10,7 +10,7 @@ A *method* names a fine-tuning objective: `Method(explainer=None)` is cross-entr
 `Method(explainer="gradcam")` is ID-ExpO with that explainer,
 `CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` (Yoshikawa & Iwata, AISTATS 2024).
 
-Registered here: explainers `gradcam` (pixels), `lime` and `kernel_shap` (`segment_explainer`s:
+Registered here: explainers `gradcam` (pixels, or grid cells with `cfg.cell`), `lime` and `kernel_shap` (`segment_explainer`s:
 grid cells of `cfg.cell` pixels on images, the features on tabular data) and methods `ce`,
 `idexpo_gradcam`, `idexpo_lime`, `idexpo_kernelshap`. Other modules extend the registry without
 editing these tables, e.g.::
@@ -29,6 +29,7 @@ import numpy as np
 from idexpo_jax.grad_cam import grad_cam
 from idexpo_jax.kernel_shap import kernel_shap
 from idexpo_jax.lime import lime
+from idexpo_jax.masking import unit_sum
 
 
 class Explainer(NamedTuple):
@@ -45,10 +46,23 @@ class Method(NamedTuple):
 
 
 def gradcam_explainer(cfg, *, baseline, segments_of) -> Explainer:
-  """Grad-CAM over pixels (`cfg.upsample`, `cfg.second_order`); the baseline is not used."""
-  del baseline, segments_of
-  return Explainer(functools.partial(grad_cam, upsample=cfg.get("upsample", "nearest"),
-                                     second_order=cfg.get("second_order", True)))
+  """Grad-CAM (`cfg.upsample`, `cfg.second_order`); the baseline is not used.
+
+  Units are pixels, or with `cfg.cell` set, grid cells of `cell × cell` pixels scored by the sum
+  of the (upsampled) map over the cell.
+  """
+  del baseline
+  explain = functools.partial(grad_cam, upsample=cfg.get("upsample", "nearest"),
+                              second_order=cfg.get("second_order", True))
+  if cfg.get("cell", None) is None:
+    return Explainer(explain)
+  segments = segments_of(cfg["cell"])
+  n_units = int(segments.max()) + 1
+
+  def cells(predictor, x, target, key=None):
+    return unit_sum(explain(predictor, x, target, key), segments=segments, n_units=n_units)
+
+  return Explainer(cells, segments)
 
 
 def segment_explainer(explain: Callable, *option_names: str) -> Callable:

