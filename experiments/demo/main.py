@@ -246,7 +246,9 @@ def plot_heatmaps(out: str) -> str:
     names = [str(v) for v in z["names"]]
     maps = {name: z[f"map{i}"] for i, name in enumerate(names)}
     images, labels = z["images"], z["labels"]
-  return plotting.plot_heatmaps(images, maps, os.path.join(out, "heatmaps.png"),
+  # Grad-CAM maps are non-negative (sequential scale); LIME/KernelSHAP weights are signed.
+  signed = {name: not name.endswith("· gradcam") for name in maps}
+  return plotting.plot_heatmaps(images, maps, os.path.join(out, "heatmaps.png"), signed=signed,
                                 titles=[f"y={y}" for y in labels])
 
 

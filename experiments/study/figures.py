@@ -124,7 +124,8 @@ def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
         maps, path, titles=titles, top_k=10,
         feature_names=feature_names(results["dataset"], x.shape[1]))]
   else:
-    paths = [plotting.plot_heatmaps(_display(x), maps, path, segments=segments, titles=titles)]
+    paths = [plotting.plot_heatmaps(_display(x), maps, path, segments=segments, titles=titles,
+                                    signed=results["explainer"] != "gradcam")]
   fraction = results["config"]["eval"]["fraction"]
   for kind, what in (("ins", "inserted"), ("del", "deleted")):
     paths.append(plotting.plot_curves(
