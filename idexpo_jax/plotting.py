@@ -98,7 +98,7 @@ def _split_label(name: str) -> str:
 def plot_heatmaps(images, attributions: Mapping[str, object], path: Optional[str], *,
                   segments=None, titles: Optional[Sequence[str]] = None,
                   signed: Union[None, bool, Mapping[str, bool]] = None,
-                  scale: str = "row", overlay: str = "contour", alpha: float = 0.6,
+                  scale: str = "row", overlay: Optional[str] = None, alpha: float = 0.6,
                   colorbar_label: str = "attribution φ"):
   """Images in the first row, then one row of attribution maps per entry of `attributions`.
 
@@ -116,9 +116,10 @@ def plot_heatmaps(images, attributions: Mapping[str, object], path: Optional[str
       row, a mapping row label -> bool sets rows (others inferred).
     scale: "row" (one scale over the row's maps; magnitudes comparable across examples) or
       "map" (each map divided by its own max|φ|; colorbar in relative units).
-    overlay: how the input is shown with its map: "contour" (default: the map in its true
-      colours, the input's outline drawn on it at half its intensity range), "blend" (the map
-      with opacity `alpha` over the greyscale input, e.g. for photographs) or "none".
+    overlay: how the input is shown with its map: "contour" (the map in its true colours, the
+      input's outline drawn on it at half its intensity range; default for greyscale images),
+      "blend" (the map with opacity `alpha` over the greyscale input; default for RGB images)
+      or "none".
     alpha: opacity of the map with `overlay="blend"`.
     colorbar_label: text beside each colorbar (with scale "map": "φ / max|φ|").
 
@@ -134,13 +135,19 @@ def plot_heatmaps(images, attributions: Mapping[str, object], path: Optional[str
                      f"(tabular attributions: `plot_attribution_bars`).")
   if scale not in ("row", "map"):
     raise ValueError(f"`scale` must be 'row' or 'map'; got {scale!r}.")
+  if overlay is None:  # outlines read well on digits, not on photographs
+    overlay = "contour" if imgs.ndim == 3 else "blend"
   if overlay not in ("contour", "blend", "none"):
     raise ValueError(f"`overlay` must be 'contour', 'blend' or 'none'; got {overlay!r}.")
   n = imgs.shape[0]
   rows = {name: _unit_maps(a, n, imgs.shape[1:3], segments) for name, a in attributions.items()}
   grey = imgs if imgs.ndim == 3 else imgs @ np.array([0.299, 0.587, 0.114])[: imgs.shape[-1]]
-  fig, axes = plt.subplots(1 + len(rows), n, figsize=(1.25 * n + 1.9, 1.3 * (1 + len(rows))),
-                           squeeze=False, layout="constrained")
+  # A narrow last column holds the colorbars, so that every row's images line up.
+  fig, grid = plt.subplots(1 + len(rows), n + 1, figsize=(1.2 * n + 1.1, 1.3 * (1 + len(rows))),
+                           squeeze=False, layout="constrained",
+                           gridspec_kw={"width_ratios": [1.0] * n + [0.07]})
+  axes, caxes = grid[:, :n], grid[:, n]
+  caxes[0].set_axis_off()
   for j in range(n):
     axes[0, j].imshow(imgs[j], cmap="gray" if imgs.ndim == 3 else None, vmin=0.0, vmax=1.0)
     if titles is not None:
@@ -164,7 +171,8 @@ def plot_heatmaps(images, attributions: Mapping[str, object], path: Optional[str
     axes[i, 0].set_ylabel(_split_label(name), fontsize=7)
     # The colorbar shows the colormap itself (full opacity), not the blended overlay.
     sm = plt.cm.ScalarMappable(norm=im.norm, cmap=im.cmap)
-    cbar = fig.colorbar(sm, ax=axes[i, :].tolist(), fraction=0.04, pad=0.01, aspect=8)
+    caxes[i].set_label("<colorbar>")  # matplotlib's own name for colorbar axes
+    cbar = fig.colorbar(sm, cax=caxes[i])
     cbar.ax.tick_params(labelsize=6)
     cbar.ax.yaxis.get_offset_text().set_fontsize(6)
     cbar.set_label("φ / max|φ|" if scale == "map" else colorbar_label, fontsize=6)

@@ -133,6 +133,12 @@ def test_heatmaps_signed_override_and_map_scale():
     plt.close(fig)
   with pytest.raises(ValueError, match="scale"):
     plotting.plot_heatmaps(images, {"shap": phi}, None, scale="global")
+  # Greyscale inputs get the outline (a contour set), RGB inputs a blended greyscale underlay.
+  for imgs, contour, layers in ((images, True, 1), (np.stack([images] * 3, -1), False, 2)):
+    fig = plotting.plot_heatmaps(imgs, {"shap": phi}, None)
+    ax = next(iter(_map_images(fig).values()))[0].axes
+    assert bool(ax.collections) == contour and len(ax.images) == layers
+    plotting._pyplot().close(fig)
   with pytest.raises(ValueError, match="overlay"):
     plotting.plot_heatmaps(images, {"shap": phi}, None, overlay="alpha")
 
