@@ -1,5 +1,6 @@
 """idexpo_jax: training neural networks whose explanations are faithful (ID-ExpO, RRR, ExpO)."""
 
+from idexpo_jax import adapters
 from idexpo_jax.attributions import (gradient_times_input, integrated_gradients, smooth_grad,
                                      target_gradient)
 from idexpo_jax.batched import InsertionDeletionScores, batch_insertion_deletion_scores, explain
