@@ -30,6 +30,7 @@ from idexpo_jax.rrr import (AnotherExplanations, batch_input_gradients, explanat
                              find_another_explanation, rrr_penalty)
 from idexpo_jax.sensitivity import batch_sensitivity_n, sensitivity_n
 from idexpo_jax.soft_curves import soft_curves, soft_insertion_deletion, soft_keep_masks
+from idexpo_jax.superpixels import relabel_segments, superpixel_segments
 from idexpo_jax.train import TrainState, init_train_state, make_train_step
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""`Predictor`s for Flax Linen and Equinox models (Flax NNX modules need none).
+"""Adapters: a `Predictor` for Flax Linen and Equinox models (Flax NNX modules need none).
 
 The library's convention is a batch of examples, images channels-last `(B, H, W, C)`, and a
 `Predictor(features, head)` of pure functions on batches (`predictor.py`). Models of other
