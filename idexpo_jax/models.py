@@ -68,10 +68,18 @@ class MLP(nnx.Module):
 
 
 class SmallCNN(nnx.Module):
-  """A small CNN for 8×8 to 32×32 images: conv-conv-pool features, conv-GAP-linear head."""
+  """A small CNN for 8×8 to 32×32 images: conv-conv-pool features, conv-GAP-linear head.
 
-  def __init__(self, in_channels: int, num_classes: int, *, width: int = 32,
+  `pool` is the side (and stride) of the average pooling that ends the features: 2 by default;
+  4 on 28×28 digits gives 7×7 feature maps (Grad-CAM cells of 4×4 pixels) and a receptive field
+  of the head's convolution that spans most of a digit.
+  """
+
+  def __init__(self, in_channels: int, num_classes: int, *, width: int = 32, pool: int = 2,
                rngs: nnx.Rngs):
+    if pool < 1:
+      raise ValueError(f"`pool` must be >= 1; got {pool}.")
+    self.pool = pool
     self.conv1 = nnx.Conv(in_channels, width, (3, 3), rngs=rngs)
     self.conv2 = nnx.Conv(width, 2 * width, (3, 3), rngs=rngs)
     self.conv3 = nnx.Conv(2 * width, 2 * width, (3, 3), rngs=rngs)
@@ -82,7 +90,8 @@ class SmallCNN(nnx.Module):
     x = jax.nn.relu(self.conv1(x))
     x = jax.nn.relu(self.conv2(x))
     # count_include_pad=False: same values (VALID), no int divisor under strict dtype promotion.
-    return nnx.avg_pool(x, (2, 2), strides=(2, 2), count_include_pad=False)
+    return nnx.avg_pool(x, (self.pool, self.pool), strides=(self.pool, self.pool),
+                        count_include_pad=False)
 
   def head(self, a: Array) -> Array:
     a = jax.nn.relu(self.conv3(a))

@@ -108,3 +108,17 @@ def test_mlp_kernel_init_is_used():
     assert np.abs(k).max() <= bound and np.abs(k).max() > 0.9 * bound
     np.testing.assert_allclose(k.std(), bound / np.sqrt(3), rtol=0.1)
     np.testing.assert_array_equal(np.asarray(layer.bias[...]), 0)
+
+
+def test_small_cnn_pool_sets_the_feature_map_size():
+  cnn = models.SmallCNN(1, 3, width=2, pool=4, rngs=nnx.Rngs(0))
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+  feats = cnn.features(x)
+  assert feats.shape == (2, 7, 7, 4)
+  # The pooling is a 4×4 mean of the second convolution's activations.
+  a = jax.nn.relu(cnn.conv2(jax.nn.relu(cnn.conv1(x))))
+  np.testing.assert_allclose(feats, a.reshape(2, 7, 4, 7, 4, 4).mean((2, 4)), rtol=1e-5,
+                             atol=1e-6)
+  assert cnn(x).shape == (2, 3)
+  with pytest.raises(ValueError, match="pool"):
+    models.SmallCNN(1, 3, width=2, pool=0, rngs=nnx.Rngs(0))

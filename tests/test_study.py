@@ -121,3 +121,30 @@ def test_replot_from_saved_arrays_round_trips(smoke_run, tmp_path):
   paths = figures.write_all(reloaded, back, str(tmp_path / "re"))
   assert len(paths) == 7 and all((tmp_path / p.split("/")[-1]).stat().st_size > 0 for p in paths)
   assert len(figures.write_all(reloaded, None, str(tmp_path / "json_only"))) == 3
+
+
+def test_expo_penalties_on_the_reference_conventions():
+  """`logits_mean`: the logits' squared errors averaged over classes; σ, radius × input scale."""
+  import jax
+  import ml_collections
+  from idexpo_jax.expo import expo_fidelity, expo_stability
+  w = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+  f = lambda xb: jax.numpy.tanh(xb.reshape(xb.shape[0], -1)) @ w
+  x = np.random.default_rng(1).normal(size=(4, 3, 4)).astype(np.float32)
+  key = jax.random.key(0)
+  cfg = ml_collections.ConfigDict({"expo_sigma": 0.5, "expo_radius": 0.05, "expo_n_neighbors": 30,
+                                   "expo_output": "logits_mean", "expo_input_scale": 2.0})
+  xf = x.reshape(4, -1)
+  got = study.make_penalty("expo_stability", cfg)(f, x, None, key)[0]
+  want = expo_stability(f, xf, key, radius=0.1, output="raw")[0] / 3
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  got = study.make_penalty("expo_fidelity", cfg)(f, x, None, key)[0]
+  want = expo_fidelity(f, xf, key, n_neighbors=30, sigma=1.0, output="raw")[0] / 3
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  cfg.expo_output, cfg.expo_input_scale = "prob", 1.0  # the convention before 2026-11-30
+  got = study.make_penalty("expo_stability", cfg)(f, x, None, key)[0]
+  np.testing.assert_allclose(got, expo_stability(f, xf, key, radius=0.05, output="prob")[0],
+                             rtol=1e-5)
+  cfg.expo_output = "logits"
+  with pytest.raises(ValueError, match="expo_output"):
+    study.make_penalty("expo_stability", cfg)

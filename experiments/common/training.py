@@ -50,7 +50,8 @@ def build_model(cfg, input_shape, num_classes: int, *, seed: int) -> nnx.Module:
   """Builds `cfg.name` in {"small_cnn", "mlp", "resnet18"} for inputs of `input_shape`."""
   rngs = nnx.Rngs(seed)
   if cfg.name == "small_cnn":
-    return SmallCNN(input_shape[-1], num_classes, width=cfg.get("width", 32), rngs=rngs)
+    return SmallCNN(input_shape[-1], num_classes, width=cfg.get("width", 32),
+                    pool=cfg.get("pool", 2), rngs=rngs)
   if cfg.name == "mlp":
     return MLP(int(np.prod(input_shape)), num_classes, hidden=tuple(cfg.get("hidden", (50, 30))),
                rngs=rngs)

@@ -67,8 +67,8 @@ def make_penalty(name: str, cfg, *, explainer=None, baseline=None) -> Optional[C
   Args:
     name: one of `METHOD_NAMES`.
     cfg: the fine-tuning options (`n_steps`, `fraction`, `temperature`, `lam2` (λ₂, a fixed
-      weight reported as aux `fixed_term`), `expo_sigma`,
-      `expo_n_neighbors`, `expo_radius`).
+      weight reported as aux `fixed_term`), `expo_sigma`, `expo_n_neighbors`, `expo_radius`,
+      `expo_output`, `expo_input_scale`).
     explainer: the bound `Explainer` (for `idexpo`).
     baseline: the value of removed units (for `idexpo`).
   """
@@ -82,14 +82,30 @@ def make_penalty(name: str, cfg, *, explainer=None, baseline=None) -> Optional[C
           temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"))
       return value, {**aux, "fixed_term": cfg.lam2 * aux["attribution_sq"]}
     return penalty
-  if name == "expo_fidelity":
-    return lambda predictor, xb, yb, key: expo_fidelity(
-        _flat(predictor, xb.shape[1:]), xb.reshape(xb.shape[0], -1), key,
-        n_neighbors=cfg.get("expo_n_neighbors", None), sigma=cfg.expo_sigma, output="prob")
-  if name == "expo_stability":
-    return lambda predictor, xb, yb, key: expo_stability(
-        _flat(predictor, xb.shape[1:]), xb.reshape(xb.shape[0], -1), key,
-        radius=cfg.expo_radius, output="prob")
+  if name in ("expo_fidelity", "expo_stability"):
+    # ExpO's conventions (`expo_output="logits_mean"`): the logits, squared errors averaged over
+    # the K classes; σ and the radius times `expo_input_scale` (the training inputs' mean
+    # per-feature sd, set by `run_study` when `expo_sigma_relative`). `"prob"` with scale 1 is the
+    # study's convention before 2026-11-30 (summed over the class probabilities, absolute σ).
+    output = cfg.get("expo_output", "prob")
+    if output not in ("prob", "logits_mean"):
+      raise ValueError(f"`expo_output` must be 'prob' or 'logits_mean'; got {output!r}.")
+    scale = cfg.get("expo_input_scale", 1.0)
+
+    def penalty(predictor, xb, yb, key):
+      f = _flat(predictor, xb.shape[1:])
+      xf = xb.reshape(xb.shape[0], -1)
+      kw = {"output": "raw" if output == "logits_mean" else "prob"}
+      if name == "expo_fidelity":
+        value, aux = expo_fidelity(f, xf, key, n_neighbors=cfg.get("expo_n_neighbors", None),
+                                   sigma=cfg.expo_sigma * scale, **kw)
+      else:
+        value, aux = expo_stability(f, xf, key, radius=cfg.expo_radius * scale, **kw)
+      if output == "logits_mean":
+        k = predictor(xb[:1]).shape[-1]
+        value, aux = value / k, {n: v / k for n, v in aux.items()}
+      return value, aux
+    return penalty
   if name == "gradient":
     return lambda predictor, xb, yb, key: rrr_penalty(predictor, xb, 1.0)
   raise ValueError(f"`method` must be one of {METHOD_NAMES}; got {name!r}.")
@@ -271,6 +287,10 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
                                               image_shape=image_shape)
   n_units = num_units(x_shape, explainer.segments)
   sens_n = max(1, int(round(cfg.eval.sens_fraction * n_units)))
+  ftcfg = cfg.finetune.copy_and_resolve_references()
+  if ftcfg.get("expo_sigma_relative", False):  # ExpO's σ relative to the inputs' scale
+    with ftcfg.unlocked():
+      ftcfg.expo_input_scale = float(np.mean(ds.train.x.reshape(len(ds.train.x), -1).std(0)))
   configs = [(m, float(w)) for m in cfg.methods for w in (cfg.weights[m] if m != "ce" else [0.0])]
   val = limit_split(ds.val, cfg.eval.get("max_val"))
   test = limit_split(ds.test, cfg.eval.get("max_test"))
@@ -311,7 +331,7 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
     fcfg.seed = seed
     for i, (m, w) in enumerate(configs):
       if m not in steps:
-        steps[m] = make_finetune_step(m, model.graphdef, cfg.finetune, explainer=train_explainer,
+        steps[m] = make_finetune_step(m, model.graphdef, ftcfg, explainer=train_explainer,
                                       baseline=ds.mean)
       tuned = finetune(steps[m], model, ds.train, fcfg, w, key=jax.random.fold_in(skey, 10 + i),
                        desc=f"seed {seed} {m} λ={w:g}", progress=progress,

@@ -27,7 +27,11 @@ def base_config(explainer: str) -> ml_collections.ConfigDict:
        "n_steps": 16, "fraction": 0.5, "temperature": 1.0, "deletion": "ratio", "lam2": 1e-4,
        # ExpO (Plumb et al.): fidelity neighbourhood σ and size (None: max(20, 2D)), stability
        # radius, and the regulariser sub-batch (16 of 128 in ExpO's reference; 8 of 32 here).
-       "expo_sigma": 0.5, "expo_n_neighbors": None, "expo_radius": 0.05, "expo_reg_batch": 8})
+       "expo_sigma": 0.5, "expo_n_neighbors": None, "expo_radius": 0.05, "expo_reg_batch": 8,
+       # ExpO's reference conventions (since 2026-11-30; the results made before used "prob" and
+       # an absolute σ): fit the logits, squared errors averaged over the classes, and σ and the
+       # radius times the training inputs' mean per-feature sd (1 for z-scored tabular sets).
+       "expo_output": "logits_mean", "expo_sigma_relative": True})
   if explainer != "gradcam":
     # Options of the explainer inside the train step only (unset: as in the evaluation), e.g.
     # `--config.finetune.explainer.n_samples=64` for a faster run on a CPU.
