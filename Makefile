@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench tabular expo rrr study docs clean
+.PHONY: demo test bench tabular expo expo-uci rrr study docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -65,3 +65,9 @@ study: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build
+
+# ExpO's UCI table (autompgs, housing; results/expo_uci). The two data sets run as two processes.
+expo-uci: $(STAMP)
+	$(BIN)/python -m experiments.expo_uci.main --config=experiments/expo_uci/configs/default.py --config.datasets="('autompgs',)" & pid=$$!; \
+	$(BIN)/python -m experiments.expo_uci.main --config=experiments/expo_uci/configs/default.py --config.datasets="('housing',)"; \
+	rc=$$?; wait $$pid && exit $$rc

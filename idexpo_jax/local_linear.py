@@ -131,7 +131,8 @@ def affine_predict(coef: Array, intercept: Array, xb: Array) -> Array:
 
 
 def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optional[float] = None,
-                     ridge: float = 1.0, output: str = "raw", target: Optional[Array] = None):
+                     ridge: float = 1.0, output: str = "raw", target: Optional[Array] = None,
+                     values: Optional[Array] = None):
   """LIME's weighted ridge fit of `f` on given samples around one example `x` (input space).
 
   Weights `π_i = sqrt(exp(−‖x_i − x‖² / w²))`; solves `min Σ π_i (f(x_i) − c − coef·x_i)² +
@@ -141,6 +142,8 @@ def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optio
   Args:
     logits_fn, x, kernel_width, ridge, output, target: as in `local_linear`.
     samples: `(N, D)` points at which `f` is fitted (LIME puts `x` itself first).
+    values: the model outputs at `samples` when already computed (e.g. samples shared between
+      several explained points); `logits_fn` is then not called.
 
   Returns:
     `(coef, intercept)` with `e(x') = x'·coef + intercept`.
@@ -153,8 +156,9 @@ def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optio
   width = 0.75 * x.shape[0] ** 0.5 if kernel_width is None else kernel_width
   check_positive(width, "kernel_width")
   offsets = samples - x
-  target = anchor_target(logits_fn, x, output, target)
-  values = model_outputs(logits_fn, samples, output=output, target=target)
+  if values is None:
+    target = anchor_target(logits_fn, x, output, target)
+    values = model_outputs(logits_fn, samples, output=output, target=target)
   weights = jnp.sqrt(jnp.exp(-jnp.sum(offsets ** 2, axis=-1) / width ** 2))
   coef, c = weighted_least_squares(offsets, values, weights, ridge=ridge)
   return coef, c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1)

@@ -31,8 +31,8 @@ from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 from experiments.common.compilation_cache import enable_compilation_cache
+from experiments.expo.regularisers import regulariser
 from idexpo_jax.data.sklearn_data import load_regression
-from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
 from idexpo_jax.fidelity_metrics import expo_metrics_batch
 from idexpo_jax.local_linear import local_linear
 from idexpo_jax.loop import epoch_batch_fn, fit
@@ -45,22 +45,6 @@ NAMES = {"none": "None", "expo_fidelity": "ExpO-Fidelity", "expo_fidelity_1d": "
          "expo_stability": "ExpO-Stability"}
 METRICS = ("mse", "pf", "nf", "stability")
 ROWS = {"mse": "MSE", "pf": "LIME PF", "nf": "LIME NF", "stability": "LIME Stability"}
-
-
-def regulariser(cfg, method: str):
-  """The bound regulariser of a method (`None` for "none")."""
-  r = cfg.reg
-  if method == "none":
-    return None
-  if method == "expo_fidelity":
-    return functools.partial(expo_fidelity, n_neighbors=r.fidelity_neighbors or None,
-                             sigma=r.fidelity_sigma)
-  if method == "expo_fidelity_1d":
-    return functools.partial(expo_fidelity_1d, n_neighbors=r.fidelity_1d_neighbors,
-                             sigma=r.fidelity_sigma)
-  if method == "expo_stability":
-    return functools.partial(expo_stability, radius=r.stability_radius)
-  raise ValueError(f"unknown method {method!r}; expected one of {tuple(NAMES)}.")
 
 
 @functools.lru_cache(maxsize=None)
