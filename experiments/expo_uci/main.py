@@ -105,8 +105,11 @@ def make_trainer(cfg, graphdef, method: str, n_train: int):
     err = (model_fn(graphdef, params)(x) - y) ** 2
     return jnp.sum(m * err) / jnp.sum(m) + lam * reg_value(params, x[:rb], key)
 
+  vr = t.val_reg_rows or None
+
   def val_loss(params, lam, xv, yv, vkey):
-    return jnp.mean((model_fn(graphdef, params)(xv) - yv) ** 2) + lam * reg_value(params, xv, vkey)
+    mse = jnp.mean((model_fn(graphdef, params)(xv) - yv) ** 2)
+    return mse + lam * reg_value(params, xv[:vr], vkey)
 
   def member_epoch(s, d, key, epoch):
     k_perm, k_steps = jax.random.split(key)
@@ -144,7 +147,7 @@ def make_trainer(cfg, graphdef, method: str, n_train: int):
     """`(validation MSE, regulariser on validation)` at the initialisation, per member."""
     def one(p, d):
       mse = jnp.mean((model_fn(graphdef, p)(d["xva"]) - d["yva"]) ** 2)
-      return mse, reg_value(p, d["xva"], d["vkey"])
+      return mse, reg_value(p, d["xva"][:vr], d["vkey"])
     return jax.vmap(one)(params, data)
 
   return chunk, initial, tx
@@ -179,7 +182,7 @@ def train_stack(cfg, graphdef, method, params, data, seed: int, log=None):
 
 
 def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, ridge,
-                 redraw: bool):
+                 redraw: bool, stability: bool = True):
   """LIME's PF, NF and stability at one test point `x (D,)` (regression).
 
   Samples `s_i = c + ε_i` (`ε ~ N(0, I)`: the training standard deviation after z-scoring), the
@@ -191,6 +194,7 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
   (common random numbers): it measures how the explanation moves with the input, without LIME's
   sampling noise. With `redraw`, `s_redraw = ‖coef(x; ε') − coef(x; ε)‖²` with fresh draws `ε'` is
   what the reference code's stability measured (re-explaining the same `x`: only sampling noise).
+  `stability=False` explains `x` only (no re-explanation at the neighbours; `s` is NaN).
   """
   d = x.shape[0]
   k_eps, k_nb, k_re = jax.random.split(key, 3)
@@ -198,6 +202,8 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
   xs = x + sigma * jax.random.normal(k_nb, (n_neighbors, d), x.dtype)
   pts = jnp.concatenate([x[None], xs])
   fp = f(pts)
+  if not stability:
+    pts = x[None]
   p = pts.shape[0]
   if center is None:
     samples = pts[:, None] + eps
@@ -213,7 +219,8 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
   c0, i0 = coef[0], icpt[0]
   out = {"pf": (x @ c0 + i0 - fp[0]) ** 2,
          "nf": jnp.mean((xs @ c0 + i0 - fp[1:]) ** 2),
-         "s": jnp.mean(jnp.sum((coef[1:] - c0) ** 2, axis=-1))}
+         "s": (jnp.mean(jnp.sum((coef[1:] - c0) ** 2, axis=-1)) if stability
+               else jnp.full((), jnp.nan, c0.dtype))}
   if redraw:
     base = x if center is None else center
     s2 = jnp.concatenate([x[None], base + jax.random.normal(k_re, (n_samples - 1, d), x.dtype)])
@@ -223,23 +230,24 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
 
 
 @functools.lru_cache(maxsize=None)
-def _lime_batch(graphdef, n_samples, n_neighbors, sigma, ridge, around_mean, redraw, chunk):
+def _lime_batch(graphdef, n_samples, n_neighbors, sigma, ridge, around_mean, redraw, stability,
+                chunk):
   @jax.jit
   def run(params, xb, center, key):
     f = model_fn(graphdef, params)
     keys = jax.random.split(key, xb.shape[0])
     one = lambda x, k: lime_metrics(  # noqa: E731
         f, x, k, center=center if around_mean else None, n_samples=n_samples,
-        n_neighbors=n_neighbors, sigma=sigma, ridge=ridge, redraw=redraw)
+        n_neighbors=n_neighbors, sigma=sigma, ridge=ridge, redraw=redraw, stability=stability)
     return jax.lax.map(lambda a: one(*a), (xb, keys), batch_size=chunk)
   return run
 
 
 def lime_eval(cfg, graphdef, params, x, center, key, *, around_mean: bool, redraw: bool,
-              n_samples=None):
+              stability: bool = True, n_samples=None):
   e = cfg.eval
   run = _lime_batch(graphdef, int(n_samples or e.lime_samples), int(e.neighbors), float(e.sigma),
-                    float(e.lime_ridge), around_mean, redraw, int(e.chunk))
+                    float(e.lime_ridge), around_mean, redraw, stability, int(e.chunk))
   return {k: np.asarray(v) for k, v in run(params, jnp.asarray(x), jnp.asarray(center),
                                            key).items()}
 
@@ -268,7 +276,7 @@ def test_metrics(cfg, graphdef, params, ds, key, trial: int) -> dict:
   out = {"mse": _mse(graphdef, params, ds.test.x, ds.test.y)}
   lm = lime_eval(cfg, graphdef, params, ds.test.x, ds.mean, k_mean, around_mean=True, redraw=True)
   li = lime_eval(cfg, graphdef, params, ds.test.x, ds.mean, k_inst, around_mean=False,
-                 redraw=False)
+                 redraw=False, stability=bool(e.instance_stability))
   out.update(lime_pf=lm["pf"].mean(), lime_nf=lm["nf"].mean(), lime_s=lm["s"].mean(),
              lime_s_redraw=lm["s_redraw"].mean(), lime_instance_pf=li["pf"].mean(),
              lime_instance_nf=li["nf"].mean(), lime_instance_s=li["s"].mean())
@@ -281,7 +289,7 @@ def test_metrics(cfg, graphdef, params, ds, key, trial: int) -> dict:
   return {k: float(v) for k, v in out.items()}
 
 
-def run_dataset(cfg, name: str, log) -> dict:
+def run_dataset(cfg, name: str, log, save=None) -> dict:
   x, y, _ = load_uci_table(name)
   trials = list(range(cfg.trials))
   sets = [split_standardize(x, y, seed=t, name=name) for t in trials]
@@ -320,7 +328,7 @@ def run_dataset(cfg, name: str, log) -> dict:
       metric = "s" if method == "expo_stability" else "nf"
       val_metric = np.array([lime_eval(cfg, graphdef, member(best, i), sets[t].val.x[:nv],
                                        sets[t].mean, jax.random.key(t), around_mean=True,
-                                       redraw=False)[metric].mean()
+                                       redraw=False, stability=True)[metric].mean()
                              for i, t in enumerate(idx_t)])
       picks = []
       for t in trials:
@@ -352,6 +360,8 @@ def run_dataset(cfg, name: str, log) -> dict:
         "per_trial": per_trial,
         "seconds": {"train": train_s, "select": select_s,
                     "test": time.time() - t0 - train_s - select_s}}
+    if save is not None:
+      save(name, method, result)
     log(f"{name} {method}: " + ", ".join(f"{k} {cells[k]['mean']:.4g}" for k in CELLS)
         + f" | c {result['methods'][method]['chosen_c']} | {time.time() - t0:.0f}s")
   return result
@@ -385,30 +395,37 @@ def table(out: dict) -> str:
 
 
 def run(cfg) -> dict:
-  """Runs the data sets of `cfg` and merges them into `out_dir/metrics.json` (other data sets
-  already there are kept, so the two sets can run as separate processes); writes `table.md`."""
+  """Runs the data sets of `cfg`, merging every finished method into `out_dir/metrics.json`
+  (entries already there are kept, so the data sets can run as separate processes) and
+  rewriting `table.md`; returns the JSON dict."""
   t0 = time.time()
   os.makedirs(cfg.out_dir, exist_ok=True)
   log = lambda s: print(f"[{time.time() - t0:7.1f}s] {s}", flush=True)  # noqa: E731
-  done = {name: run_dataset(cfg, name, log) for name in cfg.datasets}
   path = os.path.join(cfg.out_dir, "metrics.json")
-  with open(path + ".lock", "w") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    out = {}
-    if os.path.exists(path):
-      with open(path) as fh:
-        out = json.load(fh)
-    meta = out.pop("_meta", {"runs": {}})
-    for name, r in done.items():
-      out[name] = r["methods"]
-      meta["runs"][name] = {"config": json.loads(cfg.to_json()), "dim": r["dim"],
-                            "n_rows": r["n_rows"], "wall_seconds": time.time() - t0,
-                            "cpu_seconds": time.process_time(), "jax": jax.__version__}
-    out["_meta"] = meta
-    with open(path, "w") as fh:
-      json.dump(out, fh, indent=1)
-    with open(os.path.join(cfg.out_dir, "table.md"), "w") as fh:
-      fh.write(table(out))
+  out = {}
+
+  def save(name, method, result):
+    nonlocal out
+    with open(path + ".lock", "w") as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      out = {}
+      if os.path.exists(path):
+        with open(path) as fh:
+          out = json.load(fh)
+      meta = out.pop("_meta", {"runs": {}})
+      out.setdefault(name, {})[method] = result["methods"][method]
+      meta["runs"][name] = {"config": json.loads(cfg.to_json()), "dim": result["dim"],
+                            "n_rows": result["n_rows"], "wall_seconds": time.time() - t0,
+                            "cpu_seconds": time.process_time(), "jax": jax.__version__,
+                            "machine": cfg.machine}
+      out["_meta"] = meta
+      with open(path, "w") as fh:
+        json.dump(out, fh, indent=1)
+      with open(os.path.join(cfg.out_dir, "table.md"), "w") as fh:
+        fh.write(table(out))
+
+  for name in cfg.datasets:
+    run_dataset(cfg, name, log, save)
   log(f"wrote {path}")
   return out
 
