@@ -57,6 +57,13 @@ def test_affine_model_scores_zero():
                                 n_neighbors=3, sigma=0.1, ridge=0.0, redraw=True)
     for v in out.values():
       np.testing.assert_allclose(v, 0, atol=1e-6)
+    quick = expo_uci.lime_metrics(curved, x, jax.random.key(1), center=center, n_samples=50,
+                                  n_neighbors=3, sigma=0.1, ridge=0.0, redraw=False,
+                                  stability=False)
+    full = expo_uci.lime_metrics(curved, x, jax.random.key(1), center=center, n_samples=50,
+                                 n_neighbors=3, sigma=0.1, ridge=0.0, redraw=False)
+    assert np.isnan(quick["s"])
+    np.testing.assert_allclose([quick["pf"], quick["nf"]], [full["pf"], full["nf"]], rtol=1e-5)
 
 
 def test_select_c_rule():

@@ -32,6 +32,7 @@ from absl import app
 from flax import nnx
 from ml_collections import config_flags
 
+from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.expo.regularisers import regulariser
 
 from idexpo_jax.data.mlxtend_data import load_uci_table, split_standardize
@@ -213,7 +214,7 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
     samples = jnp.broadcast_to(shared, (p, *shared.shape))
     fs = jnp.broadcast_to(f(shared), (p, n_samples - 1))
   full = jnp.concatenate([pts[:, None], samples], axis=1)
-  vals = jnp.concatenate([fp[:, None], fs], axis=1)
+  vals = jnp.concatenate([fp[:p, None], fs], axis=1)
   fit = lambda q, s, v: local_linear_fit(f, q, s, values=v, ridge=ridge)  # noqa: E731
   coef, icpt = jax.vmap(fit)(pts, full, vals)
   c0, i0 = coef[0], icpt[0]
@@ -431,6 +432,7 @@ def run(cfg) -> dict:
 
 
 def main(_):
+  enable_compilation_cache()  # a second run loads its compiled functions from disk
   run(_CONFIG.value)
 
 
