@@ -27,8 +27,6 @@ from idexpo_jax.data.rrr_data import add_decoy, load_decoy_mnist
 from idexpo_jax.models import MLP, functional, predictor_fn
 from idexpo_jax.rrr import rrr_penalty
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/rrr/configs/mnist.py")
-
 #: Ross et al. (2017), decoy MNIST test accuracies (REFERENCES.md).
 PAPER = {"no_penalty": 0.5155, "penalty": 0.9607, "clean": 0.9611,
          "sweep": {"1": 0.84, "10": 0.94, "100": 0.96, "1000": 0.96, "10000": 0.95,
@@ -235,4 +233,7 @@ def main(_):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: the tests import this module beside other drivers that define
+  # their own --config flag in the same process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/rrr/configs/mnist.py")
   app.run(main)
