@@ -40,7 +40,6 @@ from idexpo_jax.local_linear import local_linear_fit
 from idexpo_jax.maple import fit_maple, maple_metrics
 from idexpo_jax.models import MLP, functional, predictor_fn
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/expo_uci/configs/default.py")
 
 NAMES = {"none": "None", "expo_fidelity": "ExpO-Fidelity", "expo_fidelity_1d": "ExpO-1D-Fidelity",
          "expo_stability": "ExpO-Stability"}
@@ -437,4 +436,7 @@ def main(_):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: the tests import this module beside other drivers that define
+  # their own --config flag in the same process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/expo_uci/configs/default.py")
   app.run(main)
