@@ -190,8 +190,8 @@ def plot_attribution_bars(attributions: Mapping[str, object], path: Optional[str
 
   Each column shows the same features for every row: the `top_k` features of largest
   `max |φ|` over the rows of that example, largest at the top. Positive bars are red (the
-  feature raises the target's score), negative ones blue; each row shares symmetric x limits
-  `±max|φ|` over its panels, so bar lengths compare across examples.
+  feature raises the target's score), negative ones blue; each column (example) shares
+  symmetric x limits `±max|φ|` over its rows, so the methods compare bar for bar.
 
   Args:
     attributions: row label -> `(N, D)` attributions (or `(D,)` for one example).
@@ -205,6 +205,7 @@ def plot_attribution_bars(attributions: Mapping[str, object], path: Optional[str
     `path`, or the figure if `path` is None.
   """
   plt = _pyplot()
+  from matplotlib.ticker import MaxNLocator
   rows = {}
   for name, a in attributions.items():
     a = np.asarray(a, dtype=np.float64)
@@ -229,14 +230,15 @@ def plot_attribution_bars(attributions: Mapping[str, object], path: Optional[str
   fig, axes = plt.subplots(len(rows), n, figsize=(2.3 * n + 0.8, 0.17 * k * len(rows) + 0.9),
                            squeeze=False, layout="constrained")
   for i, (name, a) in enumerate(rows.items()):
-    lo, hi = color_limits(a, signed=True)
     for j in range(n):
       ax = axes[i, j]
       vals = a[j, order[j]]
       ypos = np.arange(k)[::-1]
       ax.barh(ypos, vals, color=np.where(vals >= 0, "#b2182b", "#2166ac"), height=0.75)
       ax.axvline(0.0, color="k", linewidth=0.6)
+      lo, hi = color_limits(stacked[:, j], signed=True)  # shared down the column
       ax.set_xlim(1.05 * lo, 1.05 * hi)
+      ax.xaxis.set_major_locator(MaxNLocator(nbins=2, symmetric=True))
       ax.set_ylim(-0.6, k - 0.4)
       ax.set_yticks(ypos, [names[f] for f in order[j]], fontsize=6)
       ax.tick_params(axis="x", labelsize=6)

@@ -169,8 +169,9 @@ def test_bar_chart_for_1d_attributions(tmp_path):
         assert [t for _, t in ticks] == [names[f] for f in top]  # top to bottom
         for p in bars.patches:  # red positive, blue negative
           assert (p.get_facecolor()[0] > p.get_facecolor()[2]) == (p.get_width() >= 0)
-        lo, hi = ax.get_xlim()
+        lo, hi = ax.get_xlim()  # symmetric, shared by the rows of an example
         assert lo == pytest.approx(-hi)
+        assert hi == pytest.approx(1.05 * max(np.abs(a[j]).max(), np.abs(b[j]).max()))
   finally:
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -205,6 +206,11 @@ def test_no_overlapping_text_in_any_figure():
            "ID-ExpO\nIns 0.95 Del 0.40": rng.normal(size=(3, 30))}, None,
           feature_names=[f"worst concave points {i}" for i in range(30)],
           titles=["label 0", "label 1", "label 0"], top_k=10),
+      # Narrow panels with small, differently scaled values (crowded x tick labels).
+      "bars_scales": plotting.plot_attribution_bars(
+          {"CE": rng.normal(size=(4, 13)) * [[0.5], [0.06], [0.3], [0.004]],
+           "ID-ExpO": rng.normal(size=(4, 13)) * [[0.5], [0.06], [0.3], [0.004]]}, None,
+          feature_names=[f"od280/od315_of_diluted_wines_{i}" for i in range(13)]),
       # Seven labelled points within 0.2% of each other (the study's crowded λ grids).
       "scatter": plotting.plot_scatter(
           {"CE": ([0.963], [0.728]),
