@@ -85,16 +85,7 @@ def input_gradients_at(logits_fn, xs: Array, target, *, output: str = "prob",
   """
   fn = as_logits_fn(logits_fn)
   grad = jax.grad(lambda xc: target_output(fn, xc, target, output).sum())
-  n = xs.shape[0]
-  if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-    raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
-  if chunk_size is None or chunk_size >= n:
-    return grad(xs)
-  n_chunks = -(-n // chunk_size)
-  pad = n_chunks * chunk_size - n
-  xp = jnp.concatenate([xs, jnp.repeat(xs[-1:], pad, axis=0)]) if pad else xs
-  out = jax.lax.map(grad, xp.reshape(n_chunks, chunk_size, *xs.shape[1:]))
-  return out.reshape(n_chunks * chunk_size, *xs.shape[1:])[:n]
+  return masking.map_chunks(grad, (xs,), chunk_size)
 
 
 def to_units(values: Array, x_shape, segments: Optional[Array]) -> Array:

@@ -167,25 +167,6 @@ def _check_batch(xb) -> Array:
   return xb
 
 
-def _check_chunk(chunk_size):
-  if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-    raise ValueError(f"`chunk_size` must be a positive int (examples per chunk) or None; got "
-                     f"{chunk_size!r}.")
-
-
-def map_chunks(fn, args, chunk_size: Optional[int]):
-  """`jax.vmap(fn)(*args)`, or `jax.lax.map` over chunks of `chunk_size` rows (padded)."""
-  n = args[0].shape[0]
-  if chunk_size is None or chunk_size >= n:
-    return jax.vmap(fn)(*args)
-  n_chunks = -(-n // chunk_size)
-  pad = n_chunks * chunk_size - n
-  padded = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a for a in args]
-  chunked = [a.reshape(n_chunks, chunk_size, *a.shape[1:]) for a in padded]
-  out = jax.lax.map(lambda c: jax.vmap(fn)(*c), chunked)
-  return jax.tree_util.tree_map(lambda o: o.reshape(n_chunks * chunk_size, *o.shape[2:])[:n], out)
-
-
 @functools.partial(jax.jit, static_argnames=("explainer", "static", "mode", "n_classes",
                                              "chunk_size"))
 def _explain(explainer, arrays, static, xb, key, targets, *, mode, n_classes, chunk_size):
@@ -200,7 +181,7 @@ def _explain(explainer, arrays, static, xb, key, targets, *, mode, n_classes, ch
       return jax.vmap(lambda c: explainer(model, x, c, k))(jnp.arange(n_classes, dtype=jnp.int32))
     return explainer(model, x, t, k)
 
-  return map_chunks(one, (xb, targets, keys), chunk_size)
+  return masking.map_chunks(jax.vmap(one), (xb, targets, keys), chunk_size)
 
 
 def explain(explainer, model, xb: Array, key: Array, *,
@@ -228,7 +209,7 @@ def explain(explainer, model, xb: Array, key: Array, *,
     `(B, d)`, or `(B, K, d)` for `targets="all"`.
   """
   xb = _check_batch(xb)
-  _check_chunk(chunk_size)
+  masking.check_chunk_size(chunk_size)
   # Split the model itself (not its bound methods, which would hide its arrays in static leaves).
   n_classes = _num_classes(as_model(model), xb)
   mode = _check_targets(targets, xb, n_classes)

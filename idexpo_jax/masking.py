@@ -131,6 +131,31 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
                              num_segments=n_units)
 
 
+def check_chunk_size(chunk_size) -> None:
+  """Raises ValueError unless `chunk_size` is None or a positive int."""
+  if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                 or chunk_size < 1):
+    raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+
+
+def map_chunks(fn, args, chunk_size: Optional[int]):
+  """`fn(*args)` for a function of batches, or `jax.lax.map` over chunks of `chunk_size` rows.
+
+  Bounds memory: every array of `args` is cut into chunks of `chunk_size` rows along axis 0 (the
+  last chunk padded by repeating the last row, and the padding dropped from the outputs).
+  """
+  check_chunk_size(chunk_size)
+  n = args[0].shape[0]
+  if chunk_size is None or chunk_size >= n:
+    return fn(*args)
+  n_chunks = -(-n // chunk_size)
+  pad = n_chunks * chunk_size - n
+  padded = [jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a for a in args]
+  out = jax.lax.map(lambda c: fn(*c),
+                    [a.reshape(n_chunks, chunk_size, *a.shape[1:]) for a in padded])
+  return jax.tree_util.tree_map(lambda o: o.reshape(n_chunks * chunk_size, *o.shape[2:])[:n], out)
+
+
 def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
                     segments: Optional[Array] = None, chunk_size: Optional[int] = None,
                     output: str = "log_prob") -> Array:
