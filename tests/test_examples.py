@@ -14,7 +14,7 @@ def test_example_runs(name, capsys):
   if name == "equinox_lime":
     pytest.importorskip("equinox")
   main = runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"]
-  phi, scores, metrics = main(steps=2)
+  phi, scores, metrics = main(steps=1)
   assert phi.shape == (8, 10, 16)  # 8 examples, every class, 16 cells
   assert np.isfinite(np.asarray(phi)).all()
   for s in (scores.insertion, scores.deletion):
