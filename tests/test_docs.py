@@ -21,7 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 API = ROOT / "docs" / "api"
 # Modules that are not re-exported at the top level but documented with `automodule :members:`.
 MODULE_PAGES = ("idexpo_jax.models", "idexpo_jax.adapters", "idexpo_jax.plotting", "idexpo_jax.data.sklearn_data",
-                "idexpo_jax.data.rrr_data", "idexpo_jax.data.tfds_data")
+                "idexpo_jax.data.rrr_data", "idexpo_jax.data.mnist_data",
+                "idexpo_jax.data.tfds_data")
 DIRECTIVE = re.compile(r"^\.\. auto(?:function|class|data|attribute)::\s+(\S+)\s*$", re.M)
 
 
