@@ -13,7 +13,7 @@ The loop starts at `int(state.step)`, so a state restored at step `t` continues 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import numpy as np
@@ -29,7 +29,8 @@ def _to_floats(metrics) -> dict[str, float]:
 def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_steps: int,
         key: jax.Array, eval_fn: Optional[Callable] = None, eval_every: int = 0,
         progress: bool = True, desc: Optional[str] = None, checkpoint_dir: Optional[str] = None,
-        checkpoint_every: int = 0, checkpoint_keep: int = 2, stop_on_nonfinite: bool = True):
+        checkpoint_every: int = 0, checkpoint_keep: int = 2, stop_on_nonfinite: bool = True,
+        config: Optional[Mapping[str, Any]] = None):
   """Runs `train_step` from `int(state.step)` up to `num_steps` (exclusive).
 
   With `checkpoint_dir`, the run resumes from the latest checkpoint there (when it is ahead of
@@ -37,6 +38,11 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
   and key of step `t` depend only on `t`, a resumed run ends with the same state, bit for bit, as
   an uninterrupted one (`idexpo_jax.checkpoint`). A non-finite loss or gradient norm stops the
   run before its state is saved, so the last checkpoint is the last good state.
+
+  A resume is refused (`ValueError` naming the field) when the checkpoint is beyond `num_steps`
+  or was written under another `config`; an unreadable newest checkpoint is skipped with a
+  warning naming its step (`checkpoint.restore_checkpoint`). Asking for more steps than a
+  previous run (e.g. 6 after 4) continues it.
 
   Args:
     train_step: `train_step(state, batch, key) -> (state, metrics)`, e.g. from
@@ -55,6 +61,9 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     checkpoint_keep: how many of the latest checkpoints to keep.
     stop_on_nonfinite: raise `FloatingPointError` naming the step when its `loss` (or
       `grad_norm`) is NaN or infinite.
+    config: what determines the run besides the step count (e.g. optimizer hyperparameters and
+      loss weights; a dict or `ConfigDict` of JSON-serialisable values), recorded with every
+      checkpoint and compared on resume (`checkpoint.check_resume`).
 
   Returns:
     `(state, history)`: the final state and one dict of float metrics per step, each with
@@ -71,8 +80,19 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
   if checkpoint_dir is not None:
     from idexpo_jax import checkpoint
     manager = checkpoint.checkpoint_manager(checkpoint_dir, max_to_keep=checkpoint_keep)
-    if (manager.latest_step() or 0) > int(state.step):
-      state = checkpoint.restore_checkpoint(manager, state).state
+    metadata = {"num_steps": num_steps, "config": checkpoint.normalize_config(config)}
+    if metadata["config"] is None:
+      del metadata["config"]
+    try:
+      restored = checkpoint.restore_checkpoint(manager, state)
+      if restored is not None:
+        checkpoint.check_resume(restored.record, config=config, num_steps=num_steps,
+                                directory=str(manager.directory))
+    except BaseException:
+      manager.close()
+      raise
+    if restored is not None and int(restored.record["step"]) > int(state.step):
+      state = restored.state
   start = int(state.step)
   history = []
   bar = None
@@ -90,7 +110,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
         record.update(_to_floats(eval_fn(state)))
       history.append(record)
       if manager is not None and (last or (checkpoint_every and (t + 1) % checkpoint_every == 0)):
-        checkpoint.save_checkpoint(manager, state)
+        checkpoint.save_checkpoint(manager, state, metadata=metadata)
       if bar is not None:
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
         bar.update(1)

@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from idexpo_jax.train import DonatedStep
+
 DATA_AXIS = "data"
 
 
@@ -127,7 +129,8 @@ def make_data_parallel_step(step: Callable, mesh: Mesh, *, axis: str = DATA_AXIS
     step: the uncompiled step, `make_train_step(loss_fn, optimizer, jit=False)`.
     mesh: from `data_mesh`.
     axis: the mesh axis the batch is split over.
-    donate: donate the state buffers.
+    donate: donate the state buffers; a state that was already donated is then refused with a
+      `ValueError` (`train.DonatedStep`) instead of reaching XLA (a SIGSEGV on a CPU mesh).
 
   Returns:
     The jitted step. Its `state` and `key` are replicated and its `batch` split along the
@@ -135,8 +138,9 @@ def make_data_parallel_step(step: Callable, mesh: Mesh, *, axis: str = DATA_AXIS
     transfers); the new state and the metrics come back replicated.
   """
   repl, data = replicated(mesh), batch_sharding(mesh, axis=axis)
-  return jax.jit(step, in_shardings=(repl, data, repl), out_shardings=(repl, repl),
-                 donate_argnums=(0,) if donate else ())
+  jitted = jax.jit(step, in_shardings=(repl, data, repl), out_shardings=(repl, repl),
+                   donate_argnums=(0,) if donate else ())
+  return DonatedStep(jitted) if donate else jitted
 
 
 def sharded_batch_fn(batch_fn: Callable[[int], Any], mesh: Mesh, *,

@@ -26,12 +26,14 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from idexpo_jax._optional import require
+
 SIGNED_CMAP = "RdBu_r"  # diverging, white at 0, red positive
 POSITIVE_CMAP = "magma_r"  # sequential, white at 0, dark at the maximum
 
 
 def _pyplot():
-  import matplotlib
+  matplotlib = require("matplotlib", "experiments", what="plots")
   matplotlib.use("Agg", force=True)
   import matplotlib.pyplot as plt
   return plt

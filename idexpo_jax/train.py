@@ -7,6 +7,7 @@ donated, so parameters and optimizer state are updated in place on accelerators.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -41,7 +42,8 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
       update BatchNorm statistics during pre-training).
     optimizer: an optax transformation.
     stateful: see `loss_fn`.
-    donate: donate the state buffers to the step.
+    donate: donate the state buffers to the step; the step then refuses (`ValueError`) a state
+      that was already donated (`DonatedStep`).
     jit: compile the step with `jax.jit` (set False to wrap it in your own `jit`/`shard_map`).
 
   Returns:
@@ -62,4 +64,40 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
 
   if not jit:
     return step
-  return jax.jit(step, donate_argnums=(0,) if donate else ())
+  jitted = jax.jit(step, donate_argnums=(0,) if donate else ())
+  return DonatedStep(jitted) if donate else jitted
+
+
+def check_not_donated(state, name: str = "state") -> None:
+  """Raises `ValueError` if a leaf of `state` is a `jax.Array` whose buffers were deleted.
+
+  A state donated to a step is consumed: its buffers are deleted (or reused in place). Passing
+  it again would feed deleted buffers to XLA, which raises an obscure error on one device and
+  crashes the process (SIGSEGV) on a CPU mesh in JAX 0.10.
+  """
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if isinstance(leaf, jax.Array) and leaf.is_deleted():
+      raise ValueError(
+          f"`{name}` was already donated to a step (leaf {jax.tree_util.keystr(path)} is "
+          f"deleted): pass the state that step returned, `state, metrics = step(state, ...)`, "
+          f"or build the step with donate=False to reuse an input state.")
+
+
+class DonatedStep:
+  """A jitted step that donates its first argument and refuses an already donated state.
+
+  Calls check `check_not_donated(state)` (a host-side look at the leaves, no device work) and
+  then run the jitted function; every other attribute (`lower`, `trace`, ...) is the jitted
+  function's.
+  """
+
+  def __init__(self, jitted: Callable):
+    self._jitted = jitted
+    functools.update_wrapper(self, jitted)
+
+  def __call__(self, state, *args, **kwargs):
+    check_not_donated(state)
+    return self._jitted(state, *args, **kwargs)
+
+  def __getattr__(self, name):
+    return getattr(self._jitted, name)

@@ -17,4 +17,7 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 @pytest.fixture
 def x64():
   """Context manager factory: `with x64(): ...` computes in float64."""
-  return lambda: jax.enable_x64(True)
+  if hasattr(jax, "enable_x64"):
+    return lambda: jax.enable_x64(True)
+  from jax.experimental import enable_x64  # jax < 0.8 (`make test-min`)
+  return enable_x64

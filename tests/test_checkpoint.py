@@ -127,3 +127,54 @@ def test_save_restore_roundtrip_and_record(setup, tmp_path):
   assert checkpoint.latest_step(str(tmp_path / "missing")) is None
   with pytest.raises(ValueError, match="max_to_keep"):
     checkpoint.checkpoint_manager(str(tmp_path / "d"), max_to_keep=0)
+
+
+def test_resume_under_another_config_is_refused_naming_the_field(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  ckpt = str(tmp_path / "ckpt")
+  config = {"optimizer": {"lr": 0.1, "momentum": 0.9}, "batch_size": 4}
+  fit(step, fresh(), batch_fn, num_steps=2, key=key, progress=False, checkpoint_dir=ckpt,
+      config=config)
+  other = {"optimizer": {"lr": 0.01, "momentum": 0.9}, "batch_size": 4}
+  with pytest.raises(ValueError, match=r"optimizer\.lr: checkpoint 0\.1 vs this run 0\.01"):
+    fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False, checkpoint_dir=ckpt,
+        config=other)
+  with pytest.raises(ValueError, match="records no config"):
+    checkpoint.check_resume({"step": 2}, config=config, num_steps=4)
+  with pytest.raises(ValueError, match=r"extra: checkpoint '<missing>'"):
+    checkpoint.check_resume({"step": 2, "config": config}, config={**config, "extra": 1},
+                            num_steps=4)
+  assert checkpoint.latest_step(ckpt) == 2  # nothing was overwritten
+  # The same config (tuples and lists alike, as JSON records them) continues the run.
+  _, hist = fit(step, fresh(), batch_fn, num_steps=3, key=key, progress=False,
+                checkpoint_dir=ckpt, config={**config, "batch_size": 4})
+  assert [h["step"] for h in hist] == [3]
+
+
+def test_fewer_steps_than_the_checkpoint_is_refused(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  ckpt = str(tmp_path / "ckpt")
+  fit(step, fresh(), batch_fn, num_steps=5, key=key, progress=False, checkpoint_dir=ckpt)
+  with pytest.raises(ValueError, match=r"`num_steps`=4 but the checkpoint .* at step 5"):
+    fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False, checkpoint_dir=ckpt)
+
+
+def test_corrupted_newest_checkpoint_falls_back_to_the_previous_loudly(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  full, _ = fit(step, fresh(), batch_fn, num_steps=6, key=key, progress=False)
+  ckpt = tmp_path / "ckpt"
+  fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False, checkpoint_dir=str(ckpt),
+      checkpoint_every=2)
+  assert sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) == [2, 4]
+  (ckpt / "4" / "state" / "_METADATA").write_bytes(b"\x00garbage{")
+  with pytest.warns(UserWarning, match=r"step 4 .* could not be read .*falling back to step 2"):
+    resumed, hist = fit(step, fresh(), batch_fn, num_steps=6, key=key, progress=False,
+                        checkpoint_dir=str(ckpt), checkpoint_every=2)
+  assert [h["step"] for h in hist] == [3, 4, 5, 6]  # from step 2, not from scratch
+  _assert_trees_equal(resumed, full)
+  # Nothing readable at all: an error, not a silent fresh start.
+  for name in ("2", "4", "6"):
+    if (ckpt / name).is_dir():
+      (ckpt / name / "state" / "_METADATA").write_bytes(b"\x00garbage{")
+  with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="No checkpoint .* could be"):
+    fit(step, fresh(), batch_fn, num_steps=8, key=key, progress=False, checkpoint_dir=str(ckpt))

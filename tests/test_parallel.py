@@ -91,6 +91,15 @@ _SCRIPT = textwrap.dedent("""
     moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(params),
                                                          jax.tree.leaves(sharded.params)))
     assert moved > 1e-4, moved  # the steps did change the parameters
+    # A donated state passed again is refused (it crashed the process with SIGSEGV before).
+    donated = parallel.replicate(fresh(), mesh)
+    batch = parallel.shard_batch((xs[0], ys[0]), mesh)
+    step(donated, batch, key)
+    try:
+      step(donated, batch, key)
+      raise AssertionError("a donated state was accepted again")
+    except ValueError as e:
+      assert "already donated" in str(e), e
     print(name, "ok")
 """)
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from idexpo_jax import models
@@ -132,3 +133,20 @@ def test_stateful_step_updates_batchnorm_but_eval_passes_do_not():
   _assert_trees_equal(tuned.model_state, new.model_state)
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tuned.params),
                                                        jax.tree.leaves(new.params)))
+
+
+def test_donated_state_passed_again_is_refused():
+  """Reusing a donated state raises a clear error (XLA's own is obscure; on a mesh it crashed)."""
+  opt = optax.sgd(0.1)
+  loss_fn = lambda p, b, k: (jnp.mean((b @ p["w"]) ** 2), {})  # noqa: E731
+  state = init_train_state({"w": jnp.ones((3, 2))}, opt)
+  step = make_train_step(loss_fn, opt)
+  new, _ = step(state, jnp.ones((4, 3)), None)
+  with pytest.raises(ValueError, match=r"already donated .*leaf \.step"):
+    step(state, jnp.ones((4, 3)), None)
+  step(new, jnp.ones((4, 3)), None)  # the returned state is fine
+  assert step.lower(new, jnp.ones((4, 3)), None) is not None  # jit's API still there
+  undonated = make_train_step(loss_fn, opt, donate=False)
+  fresh = init_train_state({"w": jnp.ones((3, 2))}, opt)
+  undonated(fresh, jnp.ones((4, 3)), None)
+  undonated(fresh, jnp.ones((4, 3)), None)  # not donated: reusable

@@ -121,7 +121,11 @@ def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explaine
 
 
 def checkpoint_options(cfg, name: Optional[str]) -> dict:
-  """`fit`'s `checkpoint_dir`/`checkpoint_every` from `cfg` (`{}` when `cfg.checkpoint_dir` unset).
+  """`fit`'s `checkpoint_dir`/`checkpoint_every`/`config` from `cfg` (`{}` without a directory).
+
+  The recorded `config` is `cfg` without the entries that do not change the run (the directory,
+  the period, `steps` and `eval_every`), so a resume under another learning rate, batch size,
+  seed or loss weight is refused by `fit`, naming the field.
 
   Args:
     cfg: a training config with optional `checkpoint_dir` (None: no checkpoints) and
@@ -134,8 +138,14 @@ def checkpoint_options(cfg, name: Optional[str]) -> dict:
   if not name:
     raise ValueError("`checkpoint_name` is required when `checkpoint_dir` is set (runs sharing a "
                      "directory would resume from each other's checkpoints).")
+  config = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_RUN_CONFIG}
   return {"checkpoint_dir": os.path.join(directory, name),
-          "checkpoint_every": int(cfg.get("checkpoint_every", 0))}
+          "checkpoint_every": int(cfg.get("checkpoint_every", 0)), "config": config}
+
+
+# Options that do not change a run's result; every other entry of a training config (optimizer,
+# batches, seed, loss options) is recorded with its checkpoints and must match on resume.
+_NOT_RUN_CONFIG = ("checkpoint_dir", "checkpoint_every", "steps", "eval_every")
 
 
 def pretrain(module: nnx.Module, train_split, cfg, *, key, progress: bool = True):

@@ -30,6 +30,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments.common.config_check import validate_config
 from experiments.common import evaluation, methods, reporting, training
 from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
@@ -123,6 +124,7 @@ def build_explainers(cfg, data, names):
 
 def run(cfg) -> dict:
   """Runs the demo with configuration `cfg` and returns the metrics written to metrics.json."""
+  validate_config(cfg)
   timing = {}
   with timed(timing, "total"):
     metrics = _run(cfg, timing)

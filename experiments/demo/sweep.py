@@ -21,6 +21,7 @@ import os
 
 from absl import app
 
+from experiments.common.config_check import validate_config
 from experiments.common import evaluation, methods, reporting
 from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.demo import main as demo
@@ -62,6 +63,7 @@ def variant_config(cfg, name: str, overrides: dict):
 
 def run(cfg) -> dict:
   """Fine-tunes and validates every variant of `cfg.variants`; returns the written summary."""
+  validate_config(cfg)
   timing = {}
   explainer_names = cfg.eval.explainers.split(",")
   variants = {spec: parse_variant(spec) for spec in cfg.variants}

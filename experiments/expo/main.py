@@ -31,6 +31,7 @@ from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 from experiments.common.compilation_cache import enable_compilation_cache
+from experiments.common.config_check import validate_config
 from experiments.expo.regularisers import regulariser
 from idexpo_jax.data.sklearn_data import load_regression
 from idexpo_jax.fidelity_metrics import expo_metrics_batch
@@ -324,6 +325,7 @@ def plot_tradeoff(cfg, runs, path: str):
 def main(_):
   enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
+  validate_config(cfg)
   start = time.time()
   os.makedirs(cfg.out_dir, exist_ok=True)
   runs = []

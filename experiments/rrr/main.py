@@ -23,6 +23,7 @@ from absl import app
 from ml_collections import config_flags
 
 from experiments.common.compilation_cache import enable_compilation_cache
+from experiments.common.config_check import validate_config
 from experiments.common.training import Model, build_model, make_optimizer
 from idexpo_jax.data.rrr_data import load_decoy_digits, load_toy_color, make_toy_color, toy_color_masks
 from idexpo_jax.data.sklearn_data import Split
@@ -335,6 +336,7 @@ def plot(metrics, out_dir):
 def main(_):
   enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
+  validate_config(cfg)
   os.makedirs(cfg.out_dir, exist_ok=True)
   t0 = time.perf_counter()
   metrics = {"decoy_digits": run_decoy(cfg)}

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.common import methods as registry
+from experiments.common.config_check import validate_config
 from experiments.common.evaluation import SCORES, limit_split, make_evaluator, selection_score
 from experiments.common.training import (Model, _ce_terms, build_model, checkpoint_options,
                                          make_optimizer, pretrain)
@@ -267,6 +268,7 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
     per-example scores of every configuration and seed).
   """
   import time
+  validate_config(cfg)
   t0 = time.time()
   register_study_explainers()
   ds = load_data(cfg.data)

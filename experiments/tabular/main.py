@@ -21,6 +21,7 @@ import jax
 from absl import app
 from ml_collections import config_flags
 
+from experiments.common.config_check import validate_config
 from experiments.common import evaluation, methods, reporting, training
 from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
@@ -97,6 +98,7 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
 
 def run(cfg) -> dict:
   """Runs every data set of `cfg.datasets`; returns the metrics written to metrics.json."""
+  validate_config(cfg)
   t_start = time.perf_counter()
   key = jax.random.key(cfg.seed)
   metrics, sweeps, timing = {}, {}, {}

@@ -10,6 +10,8 @@ from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
+from idexpo_jax._optional import require
+
 
 class Split(NamedTuple):
   """One split: inputs `x` (float32) and targets `y` (int32 labels or float32 values)."""
@@ -52,7 +54,7 @@ def load_digits_images(*, size: int = 16, seed: int = 0, fractions=(0.6, 0.2, 0.
   `size` must be a multiple of 8. `mean` is the per-channel training mean (shape `(1, 1, 1)`),
   the ID-ExpO convention for the removed-pixel baseline.
   """
-  from sklearn.datasets import load_digits
+  load_digits = require("sklearn.datasets", "experiments", what="data loaders").load_digits
   if size % 8:
     raise ValueError(f"`size` must be a multiple of 8; got {size}.")
   d = load_digits()
@@ -72,7 +74,7 @@ _CLASSIFICATION = ("breast_cancer", "wine", "iris")
 def load_tabular_classification(name: str, *, seed: int = 0, fractions=(0.5, 0.25, 0.25)
                                 ) -> Dataset:
   """`breast_cancer`, `wine` or `iris`, z-scored with training statistics (`mean` is then ~0)."""
-  from sklearn import datasets
+  datasets = require("sklearn.datasets", "experiments", what="data loaders")
   if name not in _CLASSIFICATION:
     raise ValueError(f"`name` must be one of {_CLASSIFICATION}; got {name!r}.")
   x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
@@ -97,7 +99,7 @@ def load_regression(name: str, *, seed: int = 0, n_samples: int = 1000,
   `y = sin(x0)·x1 + x2² − x3·x4 + noise`, 8 features) — the last two generated with `seed`.
   `y_mean`/`y_std` undo the target scaling.
   """
-  from sklearn import datasets
+  datasets = require("sklearn.datasets", "experiments", what="data loaders")
   if name == "diabetes":
     x, y = datasets.load_diabetes(return_X_y=True)
   elif name == "friedman1":

@@ -30,6 +30,7 @@ from typing import Optional
 
 import numpy as np
 
+from idexpo_jax._optional import require
 from idexpo_jax.data.sklearn_data import Dataset, Split
 
 # name -> (tfds training split, tfds test split, default validation size, number of classes)
@@ -71,7 +72,7 @@ def open_source(name: str, split: str, *, data_dir: Optional[str] = None):
     FileNotFoundError: the set is not prepared in `data_dir` (ArrayRecord format); the message
       names the directory and the preparing command.
   """
-  import tensorflow_datasets as tfds
+  tfds = require("tensorflow_datasets", "experiments", what="tfds data sources")
   _check_name(name)
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
