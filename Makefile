@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test bench tabular expo expo-uci rrr study docs clean
+.PHONY: demo test test-min bench tabular expo expo-uci rrr study docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,8 +26,33 @@ rrr: $(STAMP)
 expo: $(STAMP)
 	$(BIN)/python -m experiments.expo.main --config=experiments/expo/configs/default.py
 
+# test: the whole suite, then the numerics tests again under a second XLA:CPU code path
+# (IDEXPO_SECOND_CPU_PATH=1: tests/conftest.py sets tolerances.SECOND_CPU_PATH_XLA_FLAGS, i.e.
+# reductions by XLA's own emitter instead of YNNPACK and code capped at AVX2), so that a tolerance
+# that holds on this CPU's code path only fails here rather than on another machine.
+NUMERICS_TESTS := $(addprefix tests/test_,$(addsuffix .py,curves soft_curves masking lime \
+	kernel_shap lstsq local_linear sensitivity fidelity_metrics expo idexpo grad_cam gradients rrr \
+	attributions explainers))
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto tests
+	IDEXPO_SECOND_CPU_PATH=1 $(BIN)/python -m pytest -n auto $(NUMERICS_TESTS)
+
+# test-min: the library tests on the lowest versions pyproject.toml allows (.ci/constraints-min.txt)
+# in a separate .venv-min; the experiment and benchmark tests need only the current versions.
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed-min
+NOT_LIBRARY_TESTS := $(addprefix --ignore=tests/test_,$(addsuffix .py,benchmarks common_training \
+	compilation_cache config_check demo image_experiment study docs))
+
+$(MIN_STAMP): pyproject.toml .ci/constraints-min.txt
+	$(PY) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install -q --upgrade pip
+	$(MIN_VENV)/bin/pip install -q -c .ci/constraints-min.txt -e '.[test]'
+	touch $@
+
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -m pytest -n auto tests $(NOT_LIBRARY_TESTS)
 
 # bench: torch first, pinned to the CPU wheel (never a CUDA build), then captum via the extra.
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -64,7 +89,7 @@ study: $(STAMP)
 	$(BIN)/python -m experiments.study.main --config=experiments/study/configs/tabular.py:wine,kernel_shap
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .hypothesis docs/_build
 
 # ExpO's UCI table (autompgs, housing; results/expo_uci). The two data sets run as two processes.
 expo-uci: $(STAMP)

@@ -11,6 +11,7 @@ from jax.test_util import check_grads
 from idexpo_jax import attributions as at
 from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.masking import grid_segments, unit_sum
+from tolerances import F32
 
 
 def _mlp_params(seed=0, d=5, h=7, k=3, dtype=jnp.float32):
@@ -105,7 +106,7 @@ def test_image_units_sum_channels_and_pixels():
   w, _, fn = _linear(5)
   x = jnp.asarray(np.random.default_rng(5).normal(size=(4, 4, 2)), jnp.float32)
   g = at.target_gradient(fn, x, 2, output="logit")
-  np.testing.assert_allclose(g, w[:, 2].reshape(4, 4, 2).sum(-1).reshape(-1), rtol=1e-6)
+  np.testing.assert_allclose(g, w[:, 2].reshape(4, 4, 2).sum(-1).reshape(-1), **F32)
   seg = grid_segments(4, 4, 2)
   np.testing.assert_allclose(at.target_gradient(fn, x, 2, segments=seg, output="logit"),
                              unit_sum(jnp.asarray(w[:, 2].reshape(4, 4, 2)), segments=seg),

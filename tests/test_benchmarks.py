@@ -12,6 +12,7 @@ from benchmarks.report import write_markdown
 from benchmarks.run import explainer_ratios
 from benchmarks.train_steps import _time_step, ce_loss
 from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn
+from tolerances import F32
 
 _TORCH_REASON = ("torch is not installed: `make bench` installs torch==2.13.0 (CPU) and the "
                  "`bench` extra; `make test` installs only the `test` extra")
@@ -66,7 +67,7 @@ def test_matched_lime_base_setting_solves_our_problem():
   f = np.random.default_rng(1).uniform(size=(200, 2))
   dist = np.sqrt(d - z.sum(1))
   np.testing.assert_allclose(np.asarray(lime_distances(jnp.asarray(z, jnp.float32),
-                                                       distance="euclidean")), dist, rtol=1e-6)
+                                                       distance="euclidean")), dist, **F32)
   base = LimeBase(lambda di: np.sqrt(np.exp(-(di ** 2) / w ** 2)), random_state=0)
   got = dict(base.explain_instance_with_data(z, f, dist, 1, d, feature_selection="none")[1])
   pi = np.sqrt(np.exp(-(dist ** 2) / w ** 2)).astype(np.float32)

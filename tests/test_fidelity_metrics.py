@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from idexpo_jax.fidelity_metrics import (expo_metrics, expo_metrics_batch, explanation_stability,
                                          neighborhood_fidelity, point_fidelity)
 from idexpo_jax.local_linear import gaussian_neighbors, local_linear
+from tolerances import F32
 
 D = 3
 Q = np.asarray([0.5, -1.0, 2.0])
@@ -48,7 +49,7 @@ def test_multi_output_fidelity_sums_over_outputs():
   coef, intercept = jnp.zeros((D, 2)), jnp.asarray([1.0, -1.0])
   pf = point_fidelity(lambda xb: xb @ w, X, coef, intercept)
   out = np.asarray(X) @ np.asarray(w)
-  np.testing.assert_allclose(pf, (out[0] - 1) ** 2 + (out[1] + 1) ** 2, rtol=1e-6)
+  np.testing.assert_allclose(pf, (out[0] - 1) ** 2 + (out[1] + 1) ** 2, **F32)
 
 
 def test_stability_re_explains_at_the_neighbours():

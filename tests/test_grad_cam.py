@@ -7,6 +7,7 @@ import pytest
 
 from idexpo_jax.grad_cam import grad_cam, grad_cam_batch
 from idexpo_jax.predictor import Predictor
+from tolerances import F32
 
 H, W, C, F, K = 8, 8, 2, 3, 4
 
@@ -64,9 +65,9 @@ def test_linear_head_equals_closed_form(target):
   assert (ref > 0).any() and (ref == 0).any()  # both sides of the ReLU are exercised
   assert cam["nearest"].shape == (H, W)
   # Nearest upsampling repeats each CAM cell as a 2×2 block.
-  np.testing.assert_allclose(cam["nearest"], np.repeat(np.repeat(ref, 2, 0), 2, 1), atol=1e-6)
+  np.testing.assert_allclose(cam["nearest"], np.repeat(np.repeat(ref, 2, 0), 2, 1), **F32)
   bilinear = jax.image.resize(jnp.asarray(ref, jnp.float32), (H, W), method="bilinear")
-  np.testing.assert_allclose(cam["bilinear"], bilinear, atol=1e-6)
+  np.testing.assert_allclose(cam["bilinear"], bilinear, **F32)
 
 
 def test_non_dividing_nearest_matches_resize():
@@ -81,7 +82,7 @@ def test_non_dividing_nearest_matches_resize():
   small = np.maximum((a * np.asarray(w, np.float64)[:, 1]).sum(-1) / 9, 0.0)
   expected = jax.image.resize(jnp.asarray(small, jnp.float32), (10, 10), method="nearest")
   assert cam.shape == (10, 10)
-  np.testing.assert_allclose(cam, expected, atol=1e-6)
+  np.testing.assert_allclose(cam, expected, **F32)
 
 
 def _cam_loss(make, second_order):
@@ -142,7 +143,7 @@ def test_batch_equals_vmapped_single():
     single = jax.jit(jax.vmap(lambda x, t: grad_cam(pred, x, t, upsample=upsample)))(xb,
                                                                                        targets)
     assert batch.shape == (3, H, W)
-    np.testing.assert_allclose(batch, single, atol=1e-6)
+    np.testing.assert_allclose(batch, single, **F32)
     assert np.all(np.asarray(batch) >= 0)
 
 

@@ -14,6 +14,7 @@ from jax.test_util import check_grads
 from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.kernel_shap import kernel_shap, sample_coalitions
 from idexpo_jax.masking import grid_segments
+from tolerances import F32, f32
 
 
 def init_params(key, d_in, n_classes=3, hidden=5):
@@ -72,7 +73,7 @@ def test_exact_regime_equals_brute_force_shapley(d, output, image):
   unit_of = (np.broadcast_to(seg[..., None], shape) if image else np.arange(d))
   ref = brute_force_shapley(numpy_value(params, output, 2), np.asarray(x, np.float64),
                             np.asarray(b, np.float64), unit_of)
-  np.testing.assert_allclose(phi, ref, atol=2e-6)
+  np.testing.assert_allclose(phi, ref, **f32(scale=2))
 
 
 def test_exact_regime_in_float64(x64):
@@ -97,7 +98,7 @@ def test_matches_shap_kernel_explainer_with_one_background_row(output):
   phi = jax.jit(lambda x: kernel_shap(functools.partial(logits, params), x, 1,
                                       jax.random.PRNGKey(0), baseline=jnp.asarray(b, jnp.float32),
                                       output=output))(jnp.asarray(x, jnp.float32))
-  np.testing.assert_allclose(phi, ref, atol=2e-6)
+  np.testing.assert_allclose(phi, ref, **f32(scale=2))
 
 
 @pytest.mark.parametrize("d,n_samples", [(6, 512), (12, 256)])
@@ -112,7 +113,7 @@ def test_affine_probability_recovers_weight_times_displacement(d, n_samples):
 
   phi = jax.jit(lambda x: kernel_shap(affine, x, 1, jax.random.PRNGKey(0), baseline=b,
                                       n_samples=n_samples))(x)
-  np.testing.assert_allclose(phi, w * (x - b), atol=1e-6)
+  np.testing.assert_allclose(phi, w * (x - b), **F32)
 
 
 @pytest.mark.parametrize("d,n_samples", [(6, 512), (12, 256)])
@@ -207,7 +208,7 @@ def test_same_key_vmap_loop_and_chunks_agree():
                                                        for out in ("prob", "logit")])))
   batched = both(None)(xb, yb, keys)
   looped = jnp.stack([jitted(xb[i], yb[i], keys[i]) for i in range(3)])
-  np.testing.assert_allclose(batched[:, 0], looped, atol=1e-6)
+  np.testing.assert_allclose(batched[:, 0], looped, **F32)
   np.testing.assert_allclose(both(5)(xb, yb, keys), batched, atol=1e-5)
 
 

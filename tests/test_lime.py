@@ -16,6 +16,7 @@ from lime import lime_image, lime_tabular
 from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.lime import lime, lime_distances, lime_samples
 from idexpo_jax.masking import grid_segments
+from tolerances import F32
 
 N_CLASSES = 3
 D = 7
@@ -70,16 +71,16 @@ def test_samples_values_and_weights_follow_the_lime_package(distance):
   # Values: the target probability with removed features set to the baseline.
   xs = np.where(z > 0, np.asarray(x, np.float64), np.asarray(b, np.float64))
   p = jax.nn.softmax(fn(jnp.asarray(xs, jnp.float32)), axis=-1)[:, 1]
-  np.testing.assert_allclose(s.f, p, atol=1e-6)
+  np.testing.assert_allclose(s.f, p, **F32)
   # Distances as lime computes them; weights from lime's own kernel with its default width.
   dist = sklearn.metrics.pairwise_distances(z, z[:1], metric=distance).ravel()
-  np.testing.assert_allclose(s.distances, dist, atol=1e-6)
+  np.testing.assert_allclose(s.distances, dist, **F32)
   if distance == "euclidean":
     explainer = lime_tabular.LimeTabularExplainer(np.zeros((4, D)), discretize_continuous=False)
   else:
     explainer = lime_image.LimeImageExplainer()
   base = explainer.base
-  np.testing.assert_allclose(s.weights, base.kernel_fn(dist), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(s.weights, base.kernel_fn(dist), **F32)
   # The explanation: lime's ridge on our samples, values and distances.
   phi = jax.jit(lambda x: lime(fn, x, 1, key, baseline=b, n_samples=400,
                                distance=distance))(x)
@@ -100,7 +101,7 @@ def test_distances_match_sklearn_including_empty_rows(z):
     ref = sklearn.metrics.pairwise_distances(z.astype(np.float64), np.ones((1, z.shape[1])),
                                              metric=metric).ravel()
     ours = lime_distances(jnp.asarray(z, jnp.float32), distance=metric)
-    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    np.testing.assert_allclose(ours, ref, **F32)
 
 
 def test_affine_probability_recovers_weight_times_displacement():
@@ -149,9 +150,9 @@ def test_vmapped_equals_looped_and_chunked_equals_unchunked():
                                      chunk_size=c)
   batched = jax.jit(jax.vmap(one))(xb, yb, keys)
   looped = jnp.stack([jax.jit(one)(xb[i], yb[i], keys[i]) for i in range(3)])
-  np.testing.assert_allclose(batched, looped, atol=1e-6)
+  np.testing.assert_allclose(batched, looped, **F32)
   chunked = jax.jit(jax.vmap(functools.partial(one, c=16)))(xb, yb, keys)
-  np.testing.assert_allclose(chunked, batched, atol=1e-6)
+  np.testing.assert_allclose(chunked, batched, **F32)
 
 
 def test_plugs_into_idexpo_penalty_with_finite_gradients():

@@ -7,6 +7,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from idexpo_jax.local_linear import gaussian_neighbors, local_linear, local_linear_fit, model_outputs
+from tolerances import F32
 
 D = 3
 W = jnp.asarray([[0.5, -1.0], [2.0, 0.3], [-0.7, 1.1]], jnp.float32)
@@ -79,7 +80,7 @@ def test_classification_outputs():
   np.testing.assert_allclose(coef_one, coef_all[:, pred], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(int_one, int_all[pred], rtol=1e-5, atol=1e-6)
   probs = model_outputs(logits_fn, X[None], output="predicted_prob", target=1 - pred)
-  np.testing.assert_allclose(probs, jax.nn.softmax(logits_fn(X[None]))[:, 1 - pred], rtol=1e-6)
+  np.testing.assert_allclose(probs, jax.nn.softmax(logits_fn(X[None]))[:, 1 - pred], **F32)
 
 
 def test_regression_values_as_vector_or_column():
@@ -88,7 +89,7 @@ def test_regression_values_as_vector_or_column():
   b = local_linear(lambda xb: cubic(xb)[:, None], X, key, n_samples=50)
   for u, v in zip(a, b):
     assert u.shape == v.shape
-    np.testing.assert_array_equal(u, v)
+    np.testing.assert_allclose(u, v, **F32)  # another output shape is another program
 
 
 def test_same_key_same_output_and_neighbours():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from idexpo_jax import masking
+from tolerances import F32
 
 
 def _loop_segments(height, width, cell):
@@ -70,7 +71,7 @@ def test_apply_unit_mask_matches_loop(kind):
   out = fn(jnp.asarray(x, jnp.float32), jnp.asarray(z, jnp.float32),
            jnp.asarray(baseline, jnp.float32))
   assert out.shape == (5, *x.shape) and out.dtype == jnp.float32
-  np.testing.assert_allclose(out, _loop_apply(x, z, baseline, segments), atol=1e-6)
+  np.testing.assert_allclose(out, _loop_apply(x, z, baseline, segments), **F32)
 
 
 def test_unit_sum_matches_loop():
@@ -107,7 +108,7 @@ def test_evaluate_masked_chunked_equals_unchunked(chunk_size):
   full = jax.jit(lambda z: run(z, None))(z)
   chunked = jax.jit(lambda z: run(z, chunk_size))(z)
   assert full.shape == chunked.shape == (7,)
-  np.testing.assert_allclose(chunked, full, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(chunked, full, **F32)
   # Independent reference: NumPy masking + log-softmax in float64.
   xm = _loop_apply(np.asarray(x), np.asarray(z, np.float64), 0.5, segments)
   logits = xm.reshape(7, -1) @ np.asarray(w, np.float64)

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from idexpo_jax import models
+from tolerances import F32
 
 
 def fast_model(ctor, seed=0):
@@ -57,7 +58,7 @@ def test_mlp_matches_numpy_forward():
   ref = h @ np.asarray(model.out.kernel[...]) + np.asarray(model.out.bias[...])
   assert logits.shape == (2, 3)
   np.testing.assert_allclose(logits, ref, atol=1e-5)
-  np.testing.assert_allclose(call, module_call, atol=1e-6)
+  np.testing.assert_allclose(call, module_call, **F32)
 
 
 @pytest.mark.parametrize("name,ctor,x_shape,feat_shape", [
@@ -73,7 +74,7 @@ def test_feature_and_head_shapes_and_predictor_fn(name, ctor, x_shape, feat_shap
   feats, logits, call, module_call = jax.jit(lambda p, xb: _forward(g, p, rest, xb))(params, xb)
   assert feats.shape == feat_shape, name
   assert logits.shape == (2, 10)
-  np.testing.assert_allclose(call, logits, atol=1e-6)
+  np.testing.assert_allclose(call, logits, **F32)
   np.testing.assert_allclose(call, module_call, atol=1e-5)
   with pytest.raises(ValueError, match="`x`"):
     model(_x(x_shape[1:]))  # one image without batch axis

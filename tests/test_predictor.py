@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from idexpo_jax.predictor import (Predictor, as_logits_fn, as_predictor, target_log_prob,
+from tolerances import F32
                                   target_prob)
 
 _W = np.random.default_rng(0).normal(size=(6, 4))
@@ -44,10 +45,10 @@ def test_target_log_prob_matches_numpy(target):
   out = jax.jit(lambda xb, t: target_log_prob(pred, xb, t))(xb, target)  # traced target
   assert out.shape == (3,)
   np.testing.assert_allclose(out, ref, atol=1e-5)
-  np.testing.assert_allclose(target_prob(pred, xb, target), np.exp(ref), atol=1e-6)
+  np.testing.assert_allclose(target_prob(pred, xb, target), np.exp(ref), **F32)
   per_example = jax.jit(jax.vmap(lambda x, t: target_prob(pred, x[None], t)[0]))(
       xb, jnp.asarray([target] * 3))
-  np.testing.assert_allclose(per_example, np.exp(ref), atol=1e-6)
+  np.testing.assert_allclose(per_example, np.exp(ref), **F32)
 
 
 def test_wrong_inputs_name_the_argument():

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from idexpo_jax import masking
 from idexpo_jax.sensitivity import batch_sensitivity_n, random_subsets, sensitivity_n
+from tolerances import F32
 
 
 def _softmax_linear(w, c):
@@ -100,7 +101,7 @@ def test_same_key_same_value_and_batch_matches_loop():
   keys = jax.random.split(jax.random.key(11), 3)
   loop = [sensitivity_n(logits_fn, xb[i], phib[i], tb[i], keys[i], n=2, n_subsets=30,
                         baseline=0.0) for i in range(3)]
-  np.testing.assert_allclose(a, np.stack(loop), atol=1e-6)
+  np.testing.assert_allclose(a, np.stack(loop), **F32)
 
 
 def test_zero_variance_returns_zero_not_nan():

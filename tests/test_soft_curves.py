@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from idexpo_jax import curves, masking
+from tolerances import F32
 
 # The package re-exports the function `soft_curves`, which shadows the submodule's attribute name.
 soft_curves = importlib.import_module("idexpo_jax.soft_curves")
@@ -176,7 +177,7 @@ def test_fraction_one_keeps_top_units_without_indexing_past_the_end(n_units, n_s
   for m in range(1, n_soft + 1):
     expected = np.zeros(n_units)
     expected[order[:m * delta]] = 1.0
-    np.testing.assert_allclose(alpha[m - 1], expected, atol=1e-6)
+    np.testing.assert_allclose(alpha[m - 1], expected, **F32)
 
 
 def test_log_softmax_keeps_masks_and_changes_gradient():

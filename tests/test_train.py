@@ -13,6 +13,7 @@ from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.predictor import Predictor
 from idexpo_jax.train import init_train_state, make_train_step
 from test_models import fast_model  # tests/ is on sys.path under pytest's default import mode
+from tolerances import F32
 
 
 def _batch(n=4, seed=0):
@@ -86,7 +87,7 @@ def test_donation_and_unjitted_step_match_optax_by_hand():
     state = _fresh_state({"w": w}, optax.sgd(0.1))
     old = state.params["w"]
     new, _ = make_train_step(loss_fn, optax.sgd(0.1), **options)(state, (xb, yb), None)
-    np.testing.assert_allclose(new.params["w"], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(new.params["w"], expected, **F32)
     assert old.is_deleted() == options.get("donate", False), options
     if options.get("donate"):
       again, _ = make_train_step(loss_fn, optax.sgd(0.1), **options)(new, (xb, yb), None)
