@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from idexpo_jax.predictor import (Predictor, as_logits_fn, as_predictor, target_log_prob,
-from tolerances import F32
                                   target_prob)
+from tolerances import F32
 
 _W = np.random.default_rng(0).normal(size=(6, 4))
 
