@@ -77,6 +77,8 @@ def test_every_error_is_reported_and_none_is_not_checked():
     ("experiments.rrr.main", "experiments/rrr/configs/smoke.py", "cutoff=1.5", "cutoff"),
     ("experiments.tabular.main", "experiments/tabular/configs/default.py", "finetune.steps=0",
      "finetune.steps"),
+    ("experiments.expo_uci.main", "experiments/expo_uci/configs/smoke.py", "eval.sigma=-0.1",
+     "eval.sigma"),
 ])
 def test_flag_driven_drivers_refuse_a_bad_config(module, config, override, field, tmp_path):
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -33,6 +33,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from experiments.common.compilation_cache import enable_compilation_cache
+from experiments.common.config_check import validate_config
 from experiments.expo.regularisers import regulariser
 
 from idexpo_jax.data.mlxtend_data import load_uci_table, split_standardize
@@ -398,6 +399,7 @@ def run(cfg) -> dict:
   """Runs the data sets of `cfg`, merging every finished method into `out_dir/metrics.json`
   (entries already there are kept, so the data sets can run as separate processes) and
   rewriting `table.md`; returns the JSON dict."""
+  validate_config(cfg)
   t0 = time.time()
   os.makedirs(cfg.out_dir, exist_ok=True)
   log = lambda s: print(f"[{time.time() - t0:7.1f}s] {s}", flush=True)  # noqa: E731
