@@ -26,8 +26,9 @@ log-odds `log(p/(1 − p))`, which equals this only for two-class logits `(0, s)
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,9 +65,39 @@ def exact_coalitions(n_units: int) -> tuple[np.ndarray, np.ndarray]:
   return z, (w / w.sum()).astype(np.float32)
 
 
+def uniform_subsets(key: Array, n_units: int, sizes: Array, *, dtype=jnp.float32) -> Array:
+  """Uniform random subsets of the given sizes, `(N, d)` 0/1 rows, without sorting.
+
+  Selection sampling (Knuth, TAOCP vol. 2, Algorithm 3.4.2 S): unit `i` joins the subset with
+  probability `(k − c_i) / (d − i)`, where `c_i` units are already chosen, which gives every
+  `k`-subset probability `1 / C(d, k)`. One uniform per unit and a scan over the `d` units; no
+  sort (XLA's CPU sort was most of the sampling time).
+
+  Args:
+    key: PRNG key.
+    n_units: `d`.
+    sizes: int sizes `(N,)` with `0 <= k <= d`.
+    dtype: dtype of the returned matrix.
+  """
+  sizes = jnp.asarray(sizes)
+  u = jax.random.uniform(key, (n_units, sizes.shape[0]))
+  remaining = jnp.arange(n_units, 0, -1, dtype=u.dtype)
+
+  def step(left, inputs):
+    ui, rem = inputs
+    take = ui * rem < left
+    return left - take.astype(left.dtype), take
+
+  _, taken = jax.lax.scan(step, sizes.astype(u.dtype), (u, remaining))
+  return taken.T.astype(dtype)
+
+
 def sample_coalitions(key: Array, n_units: int, n_samples: int, *, paired: bool = True,
                       dtype=jnp.float32) -> Array:
-  """Coalitions `(N, d)` drawn from the Shapley kernel (module docstring; equal weights).
+  """Coalitions `(N, d)` drawn i.i.d. from the Shapley kernel (`sampler="iid"`; equal weights).
+
+  Sizes `k ∈ 1..d−1` with probability `∝ (d − 1)/(k (d − k))`, then a uniform subset of that size
+  (`uniform_subsets`).
 
   Args:
     key: PRNG key.
@@ -86,17 +117,202 @@ def sample_coalitions(key: Array, n_units: int, n_samples: int, *, paired: bool 
   log_p = jnp.asarray(np.log((n_units - 1) / (sizes * (n_units - sizes))), jnp.float32)
   k_size, k_perm = jax.random.split(key)
   k = 1 + jax.random.categorical(k_size, log_p, shape=(n_draw,))
-  # A uniform subset of size k: the k units with the smallest i.i.d. uniform scores.
-  scores = jax.random.uniform(k_perm, (n_draw, n_units))
-  rank = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
-  z = (rank < k[:, None]).astype(dtype)
+  z = uniform_subsets(k_perm, n_units, k, dtype=dtype)
   if paired:
     z = jnp.stack([z, 1 - z], axis=1).reshape(2 * n_draw, n_units)
   return z
 
 
+# Strata with at most this many coalition pairs are drawn without replacement from a table of
+# all their subsets; larger ones (where a repeat is unlikely) with replacement, sort-free.
+_TABLE_MAX = 1 << 14
+
+
+class Stratum(NamedTuple):
+  """One size stratum of a `CoalitionPlan`: size `k` with its complement size `d − k`.
+
+  Attributes:
+    size: `k <= d / 2`.
+    n_pairs: pairs `(S, complement)` evaluated.
+    n_total: pairs in the stratum: `C(d, k)` (`C(d, k) / 2` when `k = d / 2`).
+    weight: regression weight of each evaluated coalition, `π(k) · n_total / n_pairs`
+      (the stratum's exact kernel mass spread over its samples).
+  """
+
+  size: int
+  n_pairs: int
+  n_total: int
+  weight: float
+
+
+class Pool(NamedTuple):
+  """Strata too small for one pair each, sampled together: a size, then a uniform pair.
+
+  Attributes:
+    sizes: the pooled sizes `k <= d / 2` (sorted).
+    probs: probability of drawing each size (its share of the pooled mass).
+    n_pairs: pairs drawn (with replacement).
+    weights: regression weight of a coalition of each size (Horvitz–Thompson).
+  """
+
+  sizes: tuple
+  probs: tuple
+  n_pairs: int
+  weights: tuple
+
+
+@functools.lru_cache(maxsize=128)
+def coalition_plan(n_units: int, n_samples: int, sampler: str = "kernel"
+                   ) -> tuple[tuple[Stratum, ...], Optional[Pool]]:
+  """How `n_samples` coalitions are spent over the size strata (static: depends on `d`, `N`).
+
+  Strata are size pairs `{k, d − k}`, `k = 1..⌊d/2⌋`, each evaluated as coalition/complement
+  pairs. Stratum `k = 1` always gets `min(d, N/2)` pairs drawn without replacement (any `d − 1`
+  distinct singletons make the constrained regression full rank, so the minimum budget
+  `2(d − 1)` is never singular). The others follow `shap.KernelExplainer`'s rule: in order of
+  `k`, a stratum is enumerated completely while its share of the remaining budget (by mass)
+  covers all of its coalitions; the budget left is split over the remaining strata in proportion
+  to their mass (largest remainders; at most all of a stratum); strata whose share is below one
+  pair are pooled (`Pool`: a random size, then a uniform pair) so that every size keeps its
+  weight in expectation. Mass: the Shapley kernel's
+  `Σ_{|S|∈{k,d−k}} π(|S|)` for `sampler="kernel"`; equal per size for `sampler="leverage"`
+  (the leverage scores of the KernelSHAP regression are `∝ 1/C(d, |S|)`, Musco & Witter, ICLR
+  2025, "Provably accurate Shapley value estimation via leverage score sampling").
+  """
+  if sampler not in ("kernel", "leverage"):
+    raise ValueError(f"`sampler` must be 'kernel' or 'leverage' here; got {sampler!r}.")
+  d = n_units
+  budget = n_samples // 2  # pairs
+  if budget < d - 1:
+    raise ValueError(f"`n_samples` must be >= {2 * (d - 1)} for d={d}; got {n_samples}.")
+  strata = list(range(1, d // 2 + 1))
+  n_total = {k: math.comb(d, k) // (2 if 2 * k == d else 1) for k in strata}
+  sizes_in = {k: 1 if 2 * k == d else 2 for k in strata}
+  if sampler == "kernel":
+    mass = {k: sizes_in[k] * (d - 1) / (k * (d - k)) for k in strata}
+  else:
+    mass = {k: float(sizes_in[k]) for k in strata}
+  pairs = {1: min(n_total[1], budget)}
+  left = budget - pairs[1]
+  rest = strata[1:]
+  while rest and left * mass[rest[0]] / sum(mass[k] for k in rest) >= n_total[rest[0]] - 1e-8:
+    pairs[rest[0]] = n_total[rest[0]]
+    left -= n_total[rest[0]]
+    rest = rest[1:]
+  pool = None
+  if rest and left > 0:
+    share = {k: left * mass[k] / sum(mass[j] for j in rest) for k in rest}
+    pooled = [k for k in rest if share[k] < 1]
+    if pooled:  # strata expecting < 1 pair share random draws, so no size goes unrepresented
+      n_pool = max(1, int(round(sum(share[k] for k in pooled))))
+      rest = [k for k in rest if k not in pooled]
+      left -= n_pool
+      if rest and left < len(rest):  # too few pairs for the others too: pool them all
+        pooled, n_pool, left, rest = pooled + rest, n_pool + left, 0, []
+      m_pool = sum(mass[k] for k in pooled)
+      pi_k = shapley_kernel_weight(d, np.array(pooled))
+      # Size k drawn with probability m_k / M, then a uniform pair: each coalition's weight is
+      # π(k) · n_total_k · M / (n_pool · m_k) (Horvitz–Thompson).
+      pool = Pool(tuple(pooled), tuple(mass[k] / m_pool for k in pooled), n_pool,
+                  tuple(float(pi_k[i] * n_total[k] * m_pool / (n_pool * mass[k]))
+                        for i, k in enumerate(sorted(pooled))))
+    if rest:
+      share_arr = np.array([left * mass[k] / sum(mass[j] for j in rest) for k in rest])
+      caps = np.array([n_total[k] for k in rest])
+      n = np.minimum(np.floor(share_arr).astype(np.int64), caps)
+      order = np.argsort(-(share_arr - np.floor(share_arr)), kind="stable")
+      extra = left - int(n.sum())
+      for i in itertools.cycle(order):
+        if extra <= 0 or np.all(n >= caps):
+          break
+        if n[i] < caps[i]:
+          n[i] += 1
+          extra -= 1
+      pairs.update({k: int(c) for k, c in zip(rest, n)})
+  pi = shapley_kernel_weight(d, np.array(strata))
+  return (tuple(Stratum(k, pairs[k], n_total[k], float(pi[i] * n_total[k] / pairs[k]))
+                for i, k in enumerate(strata) if pairs.get(k, 0) > 0), pool)
+
+
+@functools.lru_cache(maxsize=64)
+def _stratum_table(n_units: int, size: int) -> np.ndarray:
+  """All pairs' representatives of stratum `size` as 0/1 rows (`size = d/2`: those with unit 0)."""
+  rows = [c for c in itertools.combinations(range(n_units), size)
+          if 2 * size != n_units or c[0] == 0]
+  z = np.zeros((len(rows), n_units), np.float32)
+  for i, c in enumerate(rows):
+    z[i, list(c)] = 1.0
+  return z
+
+
+def stratified_coalitions(key: Array, n_units: int, n_samples: int, *, sampler: str = "kernel",
+                          dtype=jnp.float32) -> tuple[Array, Array]:
+  """Coalitions and their regression weights from `coalition_plan` (paired, per-size weights).
+
+  A completely enumerated stratum is a constant; the others draw `n_pairs` of their pairs
+  uniformly, without replacement (the `n_pairs` largest of one uniform score per pair, from a
+  table of all pairs) when the stratum has at most `2^14` pairs, else with replacement
+  (`uniform_subsets`). Each coalition is followed by its complement.
+
+  Returns:
+    `(z, w)`: `(2P, d)` 0/1 coalitions and `(2P,)` weights, `P = Σ n_pairs`.
+  """
+  plan, pool = coalition_plan(n_units, n_samples, sampler)
+  k_table, k_size, k_sub = jax.random.split(key, 3)
+  zs, ws = [], []
+  # Strata drawn from their tables (complete, or without replacement).
+  tabled = [s for s in plan if s.n_pairs == s.n_total or s.n_total <= _TABLE_MAX]
+  for k_s, s in zip(jax.random.split(k_table, max(len(tabled), 1)), tabled):
+    table = jnp.asarray(_stratum_table(n_units, s.size), dtype)
+    if s.n_pairs < s.n_total:
+      table = table[jax.lax.top_k(jax.random.uniform(k_s, (s.n_total,)), s.n_pairs)[1]]
+    zs.append(table)
+    ws.append(jnp.full((s.n_pairs,), s.weight, jnp.float32))
+  # Large strata and the pool: one sort-free draw with replacement for all of them.
+  big = [s for s in plan if s not in tabled]
+  sizes = [jnp.asarray(np.repeat([s.size for s in big], [s.n_pairs for s in big]), jnp.int32)]
+  ws += [jnp.asarray(np.repeat([s.weight for s in big], [s.n_pairs for s in big]), jnp.float32)]
+  if pool is not None:
+    pick = jax.random.categorical(k_size, jnp.log(jnp.asarray(pool.probs, jnp.float32)),
+                                  shape=(pool.n_pairs,))
+    sizes.append(jnp.asarray(pool.sizes, jnp.int32)[pick])
+    ws.append(jnp.asarray(pool.weights, jnp.float32)[pick])
+  sizes = jnp.concatenate(sizes)
+  if sizes.shape[0]:
+    zs.append(uniform_subsets(k_sub, n_units, sizes, dtype=dtype))
+  z, w = jnp.concatenate(zs), jnp.concatenate(ws)
+  z = jnp.stack([z, 1 - z], axis=1).reshape(2 * z.shape[0], n_units)
+  w = jnp.repeat(w, 2)
+  return z, (w / w.sum()).astype(dtype)
+
+
+_SAMPLERS = ("kernel", "leverage", "iid")
+_ESTIMATORS = ("linear", "quadratic")
+
+
+def pairwise_shapley(z: Array, f: Array, w: Array, *, total, offset) -> Array:
+  """Shapley values of the 2-additive game fitted to `(z, f)` by constrained weighted LS.
+
+  The surrogate `q(z) = offset + Σ_i a_i z_i + Σ_{i<j} b_ij z_i z_j` with `q(1) = offset + total`
+  (so `q` matches `v(0)` and `v(1)`) is fitted with `lstsq.constrained_least_squares` on the
+  features `[z_i, z_i z_j]`; its Shapley values are `φ_i = a_i + ½ Σ_{j≠i} b_ij` (an
+  interaction is split equally). The fit's residual is orthogonal to the linear features, so
+  KernelSHAP's regression of it adds nothing: this is the regression-adjusted estimator with a
+  quadratic control variate (Pelegrina et al., "k-additive KernelSHAP", 2023). It is exact for
+  every 2-additive game once the design has full rank, equals the Shapley values under complete
+  enumeration, keeps `Σφ = total` exactly, and is linear (so differentiable) in `f`.
+  """
+  d = z.shape[1]
+  i, j = np.triu_indices(d, 1)
+  feats = jnp.concatenate([z, z[:, i] * z[:, j]], axis=1)
+  theta = constrained_least_squares(feats, f, w, total=total, offset=offset)
+  inter = jnp.zeros((d, d), theta.dtype).at[i, j].set(theta[d:])
+  return theta[:d] + 0.5 * (inter.sum(0) + inter.sum(1))
+
+
 def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
-                baseline, n_samples: int = 512, paired: bool = True, output: str = "prob",
+                baseline, n_samples: int = 512, sampler: str = "kernel",
+                estimator: str = "linear", paired: bool = True, output: str = "prob",
                 chunk_size: Optional[int] = None) -> Array:
   """KernelSHAP attribution of one example with a single background row (module docstring).
 
@@ -107,12 +323,19 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     key: PRNG key for the coalitions (unused in the exact regime).
     segments: optional `(H, W)` int map of unit ids; pixels otherwise.
     baseline: the background row, broadcastable to `x`.
-    n_samples: coalition budget; all `2^d − 2` coalitions are enumerated when they fit. Sampling
-      needs at least `2(d − 1)` (`paired`) or `d − 1` coalitions for the `d − 1` unknowns left
-      after the constraint (a complement repeats its coalition's equation up to sign); fewer
-      raise. Near that minimum repeated coalitions can still make the system singular (NaN):
-      on d = 13, 84 % of keys at 24, 16 % at 32, 0.5 % at 48, none of 200 at 64.
-    paired: add the complement of every sampled coalition.
+    n_samples: coalition budget (model evaluations besides `v(1)` and `v(0)`); all `2^d − 2`
+      coalitions are enumerated when they fit. Sampling needs at least `2(d − 1)` (`paired`) or
+      `d − 1` coalitions for the `d − 1` unknowns left after the constraint; fewer raise. The
+      stratified samplers are full rank at any accepted budget (stratum 1 draws distinct
+      singletons); `sampler="iid"` can repeat coalitions and be singular near the minimum, which
+      gives NaN (never a silent minimum-norm guess).
+    sampler: "kernel" (default; complete small/large sizes, the rest stratified by kernel mass,
+      without replacement, `coalition_plan`), "leverage" (the same with equal mass per size,
+      Musco & Witter 2025) or "iid" (i.i.d. draws from the kernel, equal weights).
+    estimator: "linear" (KernelSHAP's additive surrogate) or "quadratic" (`pairwise_shapley`:
+      a 2-additive surrogate fitted on the same samples, whose Shapley values are exact; no
+      extra model evaluations, `d(d+1)/2 − 1` unknowns instead of `d − 1`).
+    paired: add the complement of every sampled coalition (the stratified samplers always do).
     output: "prob" (softmax probability of `target`) or "logit" (its logit).
     chunk_size: optional number of masked inputs per model call (`jax.lax.map` over chunks).
 
@@ -121,6 +344,13 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
   """
   if output not in _OUTPUTS:
     raise ValueError(f"`output` must be one of {_OUTPUTS}; got {output!r}.")
+  if sampler not in _SAMPLERS:
+    raise ValueError(f"`sampler` must be one of {_SAMPLERS}; got {sampler!r}.")
+  if estimator not in _ESTIMATORS:
+    raise ValueError(f"`estimator` must be one of {_ESTIMATORS}; got {estimator!r}.")
+  if not paired and sampler != "iid":
+    raise ValueError(f"`paired=False` needs `sampler='iid'`; the {sampler!r} sampler always "
+                     f"evaluates coalition/complement pairs.")
   x = jnp.asarray(x)
   d = check_explainer_args(x, target, segments, n_samples, minimum=2)
   masking.check_baseline(x, baseline)
@@ -131,15 +361,17 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
         f"regression has d − 1 = {d - 1} unknowns"
         f"{' and a coalition and its complement give one equation (up to sign)' if paired else ''}"
         f" (or >= 2^d − 2 = {2 ** d - 2} for exact enumeration); got {n_samples}. Fewer give an "
-        f"under-determined (singular) system; prefer several times the minimum, since repeated "
-        f"coalitions can leave it singular near the minimum.")
+        f"under-determined (singular) system.")
+  singular_nan = False
   if 2 ** d - 2 <= n_samples:
-    z_np, w_np = exact_coalitions(d) if d >= 2 else (np.ones((0, 1), np.float32),
-                                                     np.ones((0,), np.float32))
+    z_np, w_np = exact_coalitions(d)
     z, w = jnp.asarray(z_np, x.dtype), jnp.asarray(w_np, x.dtype)
-  else:
+  elif sampler == "iid":
     z = sample_coalitions(key, d, n_samples, paired=paired, dtype=x.dtype)
     w = jnp.ones((z.shape[0],), x.dtype)
+    singular_nan = True
+  else:
+    z, w = stratified_coalitions(key, d, n_samples, sampler=sampler, dtype=x.dtype)
   z_all = jnp.concatenate([z, jnp.ones((1, d), x.dtype), jnp.zeros((1, d), x.dtype)])
   fn = as_logits_fn(logits_fn)
   values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
@@ -148,4 +380,7 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
   if output == "prob":
     values = jnp.exp(values)
   v_full, v_empty = values[-2], values[-1]
-  return constrained_least_squares(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)
+  if estimator == "quadratic" and not 2 ** d - 2 <= n_samples:
+    return pairwise_shapley(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)
+  return constrained_least_squares(z, values[:-2], w, total=v_full - v_empty, offset=v_empty,
+                                   singular="nan" if singular_nan else "min_norm")

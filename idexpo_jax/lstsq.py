@@ -15,23 +15,27 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _solve_spd(a: Array, b: Array) -> Array:
+def _solve_spd(a: Array, b: Array, singular: str = "min_norm") -> Array:
   """Minimum-norm solution of the symmetric positive semi-definite system `a x = b`.
 
   Solved through the eigendecomposition of `a` (a `d×d` matrix, cheap next to the model
   evaluations), discarding eigenvalues below `d · eps · λ_max`: a well-conditioned system gets its
   unique solution, a singular one (e.g. repeated coalitions, `ridge=0`) the least-squares
-  minimum-norm solution, as `numpy.linalg.lstsq` gives, instead of NaN.
+  minimum-norm solution, as `numpy.linalg.lstsq` gives, instead of NaN; with `singular="nan"`
+  a singular system gives NaN instead (for callers where a minimum-norm guess would be wrong).
   """
   evals, evecs = jnp.linalg.eigh(a)
   cutoff = a.shape[0] * jnp.finfo(a.dtype).eps * jnp.max(jnp.abs(evals))
   inv = jnp.where(evals > cutoff, 1.0 / jnp.where(evals > cutoff, evals, 1.0), 0.0)
   proj = evecs.T @ b
-  return evecs @ (inv[:, None] * proj if proj.ndim == 2 else inv * proj)
+  x = evecs @ (inv[:, None] * proj if proj.ndim == 2 else inv * proj)
+  if singular == "nan":
+    x = jnp.where(jnp.all(evals > cutoff), x, jnp.nan)
+  return x
 
 
 def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
-                           fit_intercept: bool = True):
+                           fit_intercept: bool = True, singular: str = "min_norm"):
   """Weighted ridge regression `min Σ_i w_i (f_i − c − z_i·β)² + ridge·‖β‖²`.
 
   The intercept `c` is not penalised: with weighted means `z̄ = Σ w z / Σ w` and `f̄`, the
@@ -44,6 +48,7 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
     w: non-negative sample weights `(N,)`.
     ridge: L2 penalty on `β` (0 gives weighted ordinary least squares).
     fit_intercept: fit `c` (otherwise `c = 0` and nothing is centred).
+    singular: "min_norm" (a singular system gets the minimum-norm solution) or "nan" (NaN).
 
   Returns:
     `(coef, intercept)`: `(d,)` and `()` (or `(d, k)` and `(k,)` for 2-D `f`).
@@ -62,7 +67,9 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
     zc, fc = z, f
   gram = zc.T @ (w[:, None] * zc) + ridge * jnp.eye(z.shape[1], dtype=f.dtype)
   rhs = zc.T @ (w[:, None] * fc if fc.ndim == 2 else w * fc)
-  coef = _solve_spd(gram, rhs)
+  if singular not in ("min_norm", "nan"):
+    raise ValueError(f"`singular` must be 'min_norm' or 'nan'; got {singular!r}.")
+  coef = _solve_spd(gram, rhs, singular)
   if fit_intercept:
     intercept = f_mean - jnp.tensordot(z_mean, coef, axes=1)
   else:
@@ -70,7 +77,8 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
   return coef, intercept
 
 
-def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset):
+def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset,
+                              singular: str = "min_norm"):
   """`min Σ_i w_i (f_i − offset − z_i·φ)²` subject to `Σ_j φ_j = total`, solved exactly.
 
   The constraint is eliminated (`φ_d = total − Σ_{j<d} φ_j`), which leaves an unconstrained
@@ -84,6 +92,7 @@ def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset):
     w: weights `(N,)`.
     total: the required sum of `φ` (scalar, may depend on the model).
     offset: the fixed intercept (scalar).
+    singular: "min_norm" or "nan", as in `weighted_least_squares`.
 
   Returns:
     `φ` of shape `(d,)`.
@@ -101,5 +110,5 @@ def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset):
   last = z[:, -1]
   design = z[:, :-1] - last[:, None]
   target = f - offset - last * total
-  head, _ = weighted_least_squares(design, target, w, fit_intercept=False)
+  head, _ = weighted_least_squares(design, target, w, fit_intercept=False, singular=singular)
   return jnp.concatenate([head, jnp.reshape(total - head.sum(), (1,))])
