@@ -143,6 +143,9 @@ def goal_rows(results: dict) -> list[tuple[str, str, bool]]:
       v = ts[key]["step_over_floor"]
       rows.append((f"ID-ExpO {key} step ≤ 1.5× its forward+backward floor", _x(v),
                    v <= GOALS["step_floor"]))
+  if results.get("error_vs_budget"):
+    from benchmarks import error_vs_budget
+    rows += error_vs_budget.goal_rows(results["error_vs_budget"])
   return rows + report_step.step_goal_rows(results)
 
 
@@ -214,6 +217,9 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
     lines += report_step.xla_cpu_section(results["xla_cpu"])
   if results.get("compile"):
     lines += report_step.compile_section(results["compile"])
+  if results.get("error_vs_budget"):
+    from benchmarks import error_vs_budget
+    lines += error_vs_budget.markdown_section(results["error_vs_budget"])
   lines += ["## Goals", "", "| goal | measured | met |", "| --- | ---: | :---: |"]
   lines += [f"| {g} | {v_} | {ok if isinstance(ok, str) else 'yes' if ok else 'no'} |"
             for g, v_, ok in goal_rows(results)]

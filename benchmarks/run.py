@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--train-samples", type=int, default=128,
                  help="LIME / KernelSHAP samples per example inside the train step")
   p.add_argument("--train-segments", type=int, default=16)
-  p.add_argument("--only", choices=("all", "image", "tabular", "pytorch"), default="all",
+  p.add_argument("--only", choices=("all", "image", "tabular", "pytorch", "error_vs_budget"), default="all",
                  help="sections to run; a partial run merges into the existing --out JSON")
   p.add_argument("--tabular-rows", type=int, default=64,
                  help="breast-cancer test rows explained by our explainers (tabular MLP)")
@@ -197,7 +197,7 @@ def bench_tabular(args) -> dict:
   return row
 
 
-MERGED_SECTIONS = ("tabular", "pytorch")  # sections `--only` can rerun into saved results
+MERGED_SECTIONS = ("tabular", "pytorch", "error_vs_budget")  # sections `--only` can rerun into saved results
 
 
 def run_pytorch_section(args) -> dict:
@@ -256,6 +256,15 @@ def main(argv=None) -> dict:
         "samples", "tabular_rows", "tabular_package_rows", "repeats", "defaults")}
   if args.only in ("all", "pytorch"):
     results["pytorch"] = run_pytorch_section(args)
+  if args.only in ("all", "error_vs_budget"):
+    from benchmarks import error_vs_budget
+    _log("KernelSHAP error vs budget")
+    section = (error_vs_budget.run(n_rows=2, seeds=2, budgets=(64, 256)) if args.quick
+               else error_vs_budget.run())
+    section["machine"] = machine_info()
+    error_vs_budget.plot(section, os.path.join(os.path.dirname(args.doc) or ".",
+                                               "error_vs_budget.png"))
+    results["error_vs_budget"] = section
   for path in (args.out, args.doc):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(args.out, "w") as f:

@@ -36,7 +36,7 @@ import numpy as np
 
 from idexpo_jax import masking
 from idexpo_jax.lime import check_explainer_args
-from idexpo_jax.lstsq import constrained_least_squares
+from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.predictor import as_logits_fn
 
 Array = jax.Array
@@ -287,32 +287,55 @@ def stratified_coalitions(key: Array, n_units: int, n_samples: int, *, sampler: 
 
 
 _SAMPLERS = ("kernel", "leverage", "iid")
-_ESTIMATORS = ("linear", "quadratic")
+_MAX_CV_UNITS = 16
 
 
-def pairwise_shapley(z: Array, f: Array, w: Array, *, total, offset) -> Array:
-  """Shapley values of the 2-additive game fitted to `(z, f)` by constrained weighted LS.
+@functools.lru_cache(maxsize=8)
+def _shapley_formula_weights(n_units: int) -> np.ndarray:
+  """`|S|! (d − |S| − 1)! / d!` for every coalition `S` of the other `d − 1` units, shape (2,)*(d−1)."""
+  size = np.indices((2,) * (n_units - 1)).sum(0)
+  fact = np.array([math.factorial(k) for k in range(n_units + 1)], np.float64)
+  return fact[size] * fact[n_units - 1 - size] / fact[n_units]
 
-  The surrogate `q(z) = offset + Σ_i a_i z_i + Σ_{i<j} b_ij z_i z_j` with `q(1) = offset + total`
-  (so `q` matches `v(0)` and `v(1)`) is fitted with `lstsq.constrained_least_squares` on the
-  features `[z_i, z_i z_j]`; its Shapley values are `φ_i = a_i + ½ Σ_{j≠i} b_ij` (an
-  interaction is split equally). The fit's residual is orthogonal to the linear features, so
-  KernelSHAP's regression of it adds nothing: this is the regression-adjusted estimator with a
-  quadratic control variate (Pelegrina et al., "k-additive KernelSHAP", 2023). It is exact for
-  every 2-additive game once the design has full rank, equals the Shapley values under complete
-  enumeration, keeps `Σφ = total` exactly, and is linear (so differentiable) in `f`.
+
+def exact_shapley_from_table(values: Array) -> Array:
+  """Exact Shapley values of a game given on all `2^d` coalitions (code `Σ_i z_i 2^i`).
+
+  `φ_i = Σ_{S∌i} |S|!(d−|S|−1)!/d! · (v(S ∪ i) − v(S))`, the subset formula, vectorised.
   """
+  d = int(np.log2(values.shape[0]))
+  table = values.reshape((2,) * d)  # axis d − 1 − i holds unit i
+  wts = jnp.asarray(_shapley_formula_weights(d), values.dtype)
+  return jnp.stack([jnp.sum(wts * (jnp.take(table, 1, axis=d - 1 - i)
+                                   - jnp.take(table, 0, axis=d - 1 - i))) for i in range(d)])
+
+
+def logit_surrogate_shapley(z: Array, logits: Array, w: Array, target, *, prob: bool):
+  """The control variate: a logit-additive surrogate fitted to the samples, and its Shapley values.
+
+  `l̂(z) = c + Cᵀz` is the weighted least-squares fit of all `K` logits on the coalitions
+  (`lstsq.weighted_least_squares`); the surrogate game is `g(z) = softmax(l̂(z))_target`
+  (`prob`) or `l̂_target(z)`. Its exact Shapley values come from all `2^d` coalitions of the
+  cheap surrogate (`d ≤ 16`; `2^d·K` additions by doubling, no model evaluation).
+
+  Returns:
+    `(g(z) (N,), φ(g) (d,))`.
+  """
+  coef, intercept = weighted_least_squares(z, logits, w)
   d = z.shape[1]
-  i, j = np.triu_indices(d, 1)
-  feats = jnp.concatenate([z, z[:, i] * z[:, j]], axis=1)
-  theta = constrained_least_squares(feats, f, w, total=total, offset=offset)
-  inter = jnp.zeros((d, d), theta.dtype).at[i, j].set(theta[d:])
-  return theta[:d] + 0.5 * (inter.sum(0) + inter.sum(1))
+
+  def game(lg):
+    return jax.nn.softmax(lg, axis=-1)[..., target] if prob else lg[..., target]
+
+  table = intercept[None]
+  for i in range(d):  # logits of every coalition, code Σ z_i 2^i
+    table = jnp.concatenate([table, table + coef[i]], axis=0)
+  return game(z @ coef + intercept), exact_shapley_from_table(game(table))
 
 
 def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
                 baseline, n_samples: int = 512, sampler: str = "kernel",
-                estimator: str = "linear", paired: bool = True, output: str = "prob",
+                control_variate: bool = False, paired: bool = True, output: str = "prob",
                 chunk_size: Optional[int] = None) -> Array:
   """KernelSHAP attribution of one example with a single background row (module docstring).
 
@@ -332,9 +355,8 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     sampler: "kernel" (default; complete small/large sizes, the rest stratified by kernel mass,
       without replacement, `coalition_plan`), "leverage" (the same with equal mass per size,
       Musco & Witter 2025) or "iid" (i.i.d. draws from the kernel, equal weights).
-    estimator: "linear" (KernelSHAP's additive surrogate) or "quadratic" (`pairwise_shapley`:
-      a 2-additive surrogate fitted on the same samples, whose Shapley values are exact; no
-      extra model evaluations, `d(d+1)/2 − 1` unknowns instead of `d − 1`).
+    control_variate: regress only the residual `v − g` of a surrogate game `g` whose Shapley
+      values are known exactly (`logit_surrogate_shapley`, module docstring); needs `d <= 16`.
     paired: add the complement of every sampled coalition (the stratified samplers always do).
     output: "prob" (softmax probability of `target`) or "logit" (its logit).
     chunk_size: optional number of masked inputs per model call (`jax.lax.map` over chunks).
@@ -346,8 +368,6 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     raise ValueError(f"`output` must be one of {_OUTPUTS}; got {output!r}.")
   if sampler not in _SAMPLERS:
     raise ValueError(f"`sampler` must be one of {_SAMPLERS}; got {sampler!r}.")
-  if estimator not in _ESTIMATORS:
-    raise ValueError(f"`estimator` must be one of {_ESTIMATORS}; got {estimator!r}.")
   if not paired and sampler != "iid":
     raise ValueError(f"`paired=False` needs `sampler='iid'`; the {sampler!r} sampler always "
                      f"evaluates coalition/complement pairs.")
@@ -372,15 +392,28 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     singular_nan = True
   else:
     z, w = stratified_coalitions(key, d, n_samples, sampler=sampler, dtype=x.dtype)
+  exact = 2 ** d - 2 <= n_samples
+  if control_variate and not exact and d > _MAX_CV_UNITS:
+    raise ValueError(f"`control_variate=True` needs d <= {_MAX_CV_UNITS} units (its surrogate is "
+                     f"enumerated over 2^d coalitions); got d={d}.")
   z_all = jnp.concatenate([z, jnp.ones((1, d), x.dtype), jnp.zeros((1, d), x.dtype)])
   fn = as_logits_fn(logits_fn)
-  values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
-                                   chunk_size=chunk_size,
-                                   output="log_prob" if output == "prob" else "logit")
-  if output == "prob":
-    values = jnp.exp(values)
-  v_full, v_empty = values[-2], values[-1]
-  if estimator == "quadratic" and not 2 ** d - 2 <= n_samples:
-    return pairwise_shapley(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)
-  return constrained_least_squares(z, values[:-2], w, total=v_full - v_empty, offset=v_empty,
-                                   singular="nan" if singular_nan else "min_norm")
+  solve = functools.partial(constrained_least_squares,
+                            singular="nan" if singular_nan else "min_norm")
+  if not control_variate or exact:
+    values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
+                                     chunk_size=chunk_size,
+                                     output="log_prob" if output == "prob" else "logit")
+    if output == "prob":
+      values = jnp.exp(values)
+    v_full, v_empty = values[-2], values[-1]
+    return solve(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)
+  logits = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
+                                   chunk_size=chunk_size, output="logits")
+  values = (jax.nn.softmax(logits, axis=-1)[:, target] if output == "prob"
+            else logits[:, target])
+  w_all = jnp.concatenate([w, jnp.full((2,), jnp.max(w), w.dtype)])
+  g, phi_g = logit_surrogate_shapley(z_all, logits, w_all, target, prob=output == "prob")
+  r = values - g
+  total = values[-2] - values[-1] - phi_g.sum()  # Σφ = v(1) − v(0) exactly
+  return phi_g + solve(z, r[:-2], w, total=total, offset=r[-1])

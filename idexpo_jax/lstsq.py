@@ -22,15 +22,18 @@ def _solve_spd(a: Array, b: Array, singular: str = "min_norm") -> Array:
   evaluations), discarding eigenvalues below `d · eps · λ_max`: a well-conditioned system gets its
   unique solution, a singular one (e.g. repeated coalitions, `ridge=0`) the least-squares
   minimum-norm solution, as `numpy.linalg.lstsq` gives, instead of NaN; with `singular="nan"`
-  a singular system gives NaN instead (for callers where a minimum-norm guess would be wrong).
+  a singular system, or one with `λ_min ≤ sqrt(eps)·λ_max` (condition number beyond
+  `1/sqrt(eps)`, where float rounding already dominates the answer), gives NaN instead (for
+  callers where a minimum-norm guess would be wrong).
   """
   evals, evecs = jnp.linalg.eigh(a)
   cutoff = a.shape[0] * jnp.finfo(a.dtype).eps * jnp.max(jnp.abs(evals))
   inv = jnp.where(evals > cutoff, 1.0 / jnp.where(evals > cutoff, evals, 1.0), 0.0)
   proj = evecs.T @ b
   x = evecs @ (inv[:, None] * proj if proj.ndim == 2 else inv * proj)
-  if singular == "nan":
-    x = jnp.where(jnp.all(evals > cutoff), x, jnp.nan)
+  if singular == "nan":  # singular, or numerically so: λ_min ≤ sqrt(eps)·λ_max
+    tol = jnp.sqrt(jnp.finfo(a.dtype).eps) * jnp.max(jnp.abs(evals))
+    x = jnp.where(jnp.all(evals > tol), x, jnp.nan)
   return x
 
 

@@ -172,14 +172,17 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
     segments: optional `(H, W)` unit ids.
     chunk_size: if set and smaller than `N`, evaluates `chunk_size` rows at a time with
       `jax.lax.map`, so memory stays bounded for large `N`.
-    output: "log_prob" (log-softmax probability of `target`) or "logit" (its pre-softmax logit).
+    output: "log_prob" (log-softmax probability of `target`), "logit" (its pre-softmax logit)
+      or "logits" (all `K` logits, checked like the others).
 
   Returns:
-    Log-probabilities (or logits) of `target`, shape `(N,)`.
+    Log-probabilities (or logits) of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
-  from idexpo_jax.predictor import target_log_prob, target_logit  # local: avoids an import cycle
+  # local: avoids an import cycle
+  from idexpo_jax.predictor import _checked_logits, target_log_prob, target_logit
 
-  scores = {"log_prob": target_log_prob, "logit": target_logit}
+  scores = {"log_prob": target_log_prob, "logit": target_logit,
+            "logits": lambda fn, xb, t: _checked_logits(fn, xb, t)[0]}
   if output not in scores:
     raise ValueError(f"`output` must be one of {tuple(scores)}; got {output!r}.")
 
@@ -195,4 +198,4 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
   pad = n_chunks * chunk_size - n
   zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
   out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
-  return out.reshape(-1)[:n]
+  return out.reshape(n_chunks * chunk_size, *out.shape[2:])[:n]
