@@ -133,20 +133,25 @@ def time_call(fn: Callable[[], Any], *, repeats: int = 3, warmup: int = 1,
 def time_interleaved(runs: dict, *, repeats: int = 3) -> dict:
   """Times several blocking calls round-robin, so that they share the same machine load.
 
-  Each call gets one untimed warm-up; then every round times each call once.
+  Each call gets one untimed warm-up; then every round times each call once. Besides wall time
+  it records this process's CPU time (all its threads) per call: on a machine shared with other
+  jobs the wall time grows with their load, the CPU time much less (it counts the work done).
 
   Returns:
-    `name -> {"median_s", "min_s", "times_s"}`.
+    `name -> {"median_s", "min_s", "times_s", "cpu_median_s", "cpu_times_s"}`.
   """
   for fn in runs.values():
     fn()
   times = {name: [] for name in runs}
+  cpu = {name: [] for name in runs}
   for _ in range(repeats):
     for name, fn in runs.items():
-      t0 = time.perf_counter()
+      c0, t0 = time.process_time(), time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - t0)
-  return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t}
+      cpu[name].append(time.process_time() - c0)
+  return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t,
+                 "cpu_median_s": statistics.median(cpu[name]), "cpu_times_s": cpu[name]}
           for name, t in times.items()}
 
 

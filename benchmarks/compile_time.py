@@ -9,9 +9,10 @@ same process would reuse XLA's in-memory caches):
   process with the directory the first one filled (warm). Reported: trace + lower seconds (not
   cached: JAX retraces in every process) and `compile()` seconds (served from disk when warm).
 * ResNet-18 (CIFAR, stride-2 stem, Grad-CAM on the second stage as in `benchmarks.gpu`), small
-  input (32×32×3, B = 8), cold: the ID-ExpO step (second and first order), the plain CE step and
-  the forward+backward floor of the B·(2M+2) images, so the step's compile can be read against
-  the model's own.
+  input (32×32×3, B = 8), cold, each `RESNET_CONFIGS` entry in a fresh process, round-robin
+  (`--rounds`, median): the ID-ExpO step (second and first order), the plain CE step and the
+  forward+backward floor of the B·(2M+2) images, so the step's compile can be read against the
+  model's own; the step with `optax.flatten` and under XLA's compile-time options.
 
 Results merge into `benchmarks/results.json` under `"compile"` and render in docs/benchmarks.md.
 """
@@ -21,19 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 
-def _timed_compile(jitted, *args) -> tuple[object, dict]:
-  t0 = time.perf_counter()
+def timed_compile(jitted, *args) -> tuple[object, dict]:
+  """Wall and CPU seconds (this process, all threads) of `lower` and of `compile`."""
+  c0, t0 = time.process_time(), time.perf_counter()
   lowered = jitted.lower(*args)
-  t1 = time.perf_counter()
+  c1, t1 = time.process_time(), time.perf_counter()
   compiled = lowered.compile()
-  t2 = time.perf_counter()
-  return compiled, {"lower_s": t1 - t0, "compile_s": t2 - t1, "total_s": t2 - t0}
+  c2, t2 = time.process_time(), time.perf_counter()
+  return compiled, {"lower_s": t1 - t0, "compile_s": t2 - t1, "total_s": t2 - t0,
+                    "lower_cpu_s": c1 - c0, "compile_cpu_s": c2 - c1, "total_cpu_s": c2 - c0}
 
 
 def smallcnn_step_compile(cache_dir: str) -> dict:
@@ -53,13 +57,17 @@ def smallcnn_step_compile(cache_dir: str) -> dict:
   step = make_train_step(idexpo_loss(problem, grad_cam, segments=None), optimizer)
   state = init_train_state(jax.tree.map(jnp.copy, problem.params), optimizer)
   batch = (jnp.asarray(problem.x), jnp.asarray(problem.y))
-  _, t = _timed_compile(step, state, batch, jax.random.key(0))
+  _, t = timed_compile(step, state, batch, jax.random.key(0))
   return t
 
 
 def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
   """`(jitted, args)` of a CIFAR ResNet-18 step: "idexpo" (second order), "idexpo_first_order",
-  "ce" or "floor" (jax.grad of the CE over the B·(2M+2) images of the ID-ExpO step)."""
+  "ce" or "floor" (jax.grad of the CE over the B·(2M+2) images of the ID-ExpO step). A suffix
+  "_flat_opt" wraps the optimizer in `optax.flatten` (one update over the concatenated
+  parameters instead of one per array; the same arithmetic per element)."""
+  flat_opt = kind.endswith("_flat_opt")
+  kind = kind.removesuffix("_flat_opt")
   import functools
 
   import jax
@@ -96,6 +104,8 @@ def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
     return ce(p, *b) + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
 
   opt = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(1e-4, momentum=0.9, nesterov=True))
+  if flat_opt:
+    opt = optax.flatten(opt)
   step = ij.make_train_step(loss, opt)
   state = ij.init_train_state(jax.tree.map(jnp.copy, params), opt)
   return step, (state, (x, y), jax.random.key(2))
@@ -103,7 +113,7 @@ def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
 
 def resnet_compile(kind: str, batch: int, width: int, size: int, n_steps: int) -> dict:
   jitted, args = resnet_step(batch=batch, width=width, size=size, n_steps=n_steps, kind=kind)
-  _, t = _timed_compile(jitted, *args)
+  _, t = timed_compile(jitted, *args)
   return t
 
 
@@ -130,15 +140,40 @@ def cache_cold_warm() -> dict:
           "cold": cold, "warm": warm}
 
 
-def resnet_cold(kinds, *, batch: int, width: int, size: int, n_steps: int,
-                xla_flags: str = "") -> dict:
-  out = {"batch": batch, "width": width, "size": size, "n_steps": n_steps,
-         "xla_flags": xla_flags, "rows": {}, "load_average_start": list(os.getloadavg())}
-  for kind in kinds:
-    r = _child(["resnet", kind, str(batch), str(width), str(size), str(n_steps)],
-               env={"XLA_FLAGS": xla_flags} if xla_flags else None)
-    _log(f"ResNet-18 {kind} {xla_flags}: {r}")
-    out["rows"][kind] = r
+# (label, kind, XLA_FLAGS) compiled round-robin by default: the library's step against its parts,
+# a first-order step, a flattened optimizer and XLA's compile-time options.
+RESNET_CONFIGS = (
+    ("idexpo", "idexpo", ""),
+    ("idexpo_first_order", "idexpo_first_order", ""),
+    ("ce", "ce", ""),
+    ("floor", "floor", ""),
+    ("idexpo_flat_opt", "idexpo_flat_opt", ""),
+    ("idexpo_fast_compile", "idexpo", "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_COMPILE"),
+    ("idexpo_no_expensive_llvm", "idexpo", "--xla_llvm_disable_expensive_passes=true"),
+    ("idexpo_backend_opt_0", "idexpo", "--xla_backend_optimization_level=0"),
+)
+
+
+def resnet_cold(configs, *, batch: int, width: int, size: int, n_steps: int,
+                rounds: int = 1) -> dict:
+  """Cold compiles (fresh process, no persistent cache) of `(label, kind, flags)` configs."""
+  out = {"batch": batch, "width": width, "size": size, "n_steps": n_steps, "rounds": rounds,
+         "rows": {}, "load_average_start": list(os.getloadavg())}
+  runs = {label: [] for label, _, _ in configs}
+  for _ in range(rounds):  # round-robin, so that every config sees the same load
+    for label, kind, flags in configs:
+      r = _child(["resnet", kind, str(batch), str(width), str(size), str(n_steps)],
+                 env={"XLA_FLAGS": flags})
+      _log(f"ResNet-18 {label}: {r}")
+      runs[label].append(r)
+  for label, kind, flags in configs:
+    ok = [r for r in runs[label] if "error" not in r]
+    row = {"kind": kind, "xla_flags": flags}
+    if ok:
+      row.update({k: statistics.median(r[k] for r in ok) for k in ok[0]}, runs=ok)
+    else:
+      row.update(runs[label][0])
+    out["rows"][label] = row
   out["load_average_end"] = list(os.getloadavg())
   return out
 
@@ -150,9 +185,9 @@ def main(argv=None):
   p.add_argument("--width", type=int, default=64)
   p.add_argument("--size", type=int, default=32)
   p.add_argument("--n-steps", type=int, default=64)
-  p.add_argument("--kinds", default="idexpo,idexpo_first_order,ce,floor")
-  p.add_argument("--tag", default="current", help="key of this ResNet-18 measurement")
-  p.add_argument("--xla-flags", default="", help="XLA_FLAGS for the ResNet-18 children")
+  p.add_argument("--configs", default=",".join(c[0] for c in RESNET_CONFIGS),
+                 help="labels of RESNET_CONFIGS to compile")
+  p.add_argument("--rounds", type=int, default=1, help="ResNet-18 compiles per kind (median)")
   p.add_argument("--only", choices=("all", "cache", "resnet"), default="all")
   p.add_argument("--out", default="benchmarks/results.json")
   p.add_argument("--doc", default="docs/benchmarks.md")
@@ -173,9 +208,10 @@ def main(argv=None):
   if a.only in ("all", "cache"):
     section["cache"] = cache_cold_warm()
   if a.only in ("all", "resnet"):
-    section.setdefault("resnet18", {})[a.tag] = resnet_cold(
-        a.kinds.split(","), batch=a.batch, width=a.width, size=a.size, n_steps=a.n_steps,
-        xla_flags=a.xla_flags)
+    wanted = a.configs.split(",")
+    section["resnet18"] = resnet_cold(
+        [c for c in RESNET_CONFIGS if c[0] in wanted], batch=a.batch, width=a.width,
+        size=a.size, n_steps=a.n_steps, rounds=a.rounds)
   save_section(a.out, a.doc, "compile", section)
   return section
 

@@ -9,6 +9,10 @@ of repeats of the compiled executable, blocking on the result.
   ID-ExpO reference), batch B = 128 of 32×32×3 inputs, `CE + 0.01·idexpo_penalty + 1e-4·mean φ²`
   with n_steps = 64, fraction = 0.5 (M = 32 soft steps), SGD-Nesterov. Floor: one jitted
   `jax.grad` of CE over the B·(2M + 2) images the step evaluates; also the plain CE step.
+* With `--pytorch`: the SmallCNN Grad-CAM ID-ExpO step (B = 32, width 32) and its floor beside
+  the same step and floor in plain PyTorch on CUDA (`benchmarks.torch_compare`); with
+  `--compile`: the persistent compilation cache cold vs warm and the ResNet-18 compile rows
+  (`benchmarks.compile_time`).
 * Explainers: `lime` / `kernel_shap` on SmallCNN (width 32, 16×16×1, 16 grid segments, 1000
   samples, 64 images in one vmapped call) against the forward pass of the 64 000 masked images.
 """
@@ -142,6 +146,12 @@ def main(argv=None):
   p.add_argument("--images", type=int, default=64)
   p.add_argument("--samples", type=int, default=1000)
   p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--pytorch", action="store_true",
+                 help="also the SmallCNN Grad-CAM ID-ExpO step beside the same step in plain "
+                      "PyTorch on CUDA (benchmarks.torch_compare; needs a CUDA build of torch)")
+  p.add_argument("--compile", action="store_true",
+                 help="also the persistent cache cold vs warm and the ResNet-18 compile rows "
+                      "(benchmarks.compile_time, each in a fresh process)")
   p.add_argument("--out", default="benchmarks/results_gpu.json")
   a = p.parse_args(argv)
   dev = jax.devices()[0]
@@ -154,6 +164,17 @@ def main(argv=None):
                                                        second_order=False),
             "explainers": bench_explainers(images=a.images, samples=a.samples,
                                            repeats=a.repeats)}
+  if a.pytorch:
+    from benchmarks.common import make_problem
+    from benchmarks.torch_compare import bench_pytorch
+    result["pytorch"] = bench_pytorch(make_problem(n_images=32, width=32), batch_size=32,
+                                      repeats=a.repeats, torch_device="cuda")
+  if a.compile:
+    from benchmarks import compile_time as ct
+    no_flags = [c for c in ct.RESNET_CONFIGS if not c[2]]  # the XLA flags there are CPU flags
+    result["compile"] = {"cache": ct.cache_cold_warm(),
+                         "resnet18": ct.resnet_cold(no_flags, batch=a.batch, width=a.width,
+                                                    size=32, n_steps=a.n_steps)}
   print(json.dumps(result, indent=1))
   with open(a.out, "w") as f:
     json.dump(result, f, indent=1)

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from benchmarks.common import Problem, block, time_interleaved
+from benchmarks.compile_time import timed_compile
 from benchmarks.train_steps import FRACTION, LAM, LAM2, N_STEPS, idexpo_loss
 from idexpo_jax.grad_cam import grad_cam
 from idexpo_jax.soft_curves import soft_step_counts
@@ -36,7 +37,8 @@ def _ce(logits, labels):
 
 
 def prepare_ours(problem: Problem, batch_size: int, *, chunk_size=None):
-  """`(run, compile_s)` of our jitted Grad-CAM ID-ExpO step; `run()` blocks."""
+  """`(run, compile)` of our jitted Grad-CAM ID-ExpO step; `run()` blocks; `compile` holds the
+  wall and CPU seconds of lower and compile (`compile_time.timed_compile`)."""
   xb = jnp.asarray(problem.x[:batch_size])
   yb = jnp.asarray(problem.y[:batch_size])
   optimizer = optax.sgd(1e-4, momentum=0.9, nesterov=True)
@@ -44,9 +46,7 @@ def prepare_ours(problem: Problem, batch_size: int, *, chunk_size=None):
   step = make_train_step(loss, optimizer)
   state = init_train_state(jax.tree.map(jnp.copy, problem.params), optimizer)
   key = jax.random.key(0)
-  t0 = time.perf_counter()
-  compiled = step.lower(state, (xb, yb), key).compile()
-  compile_s = time.perf_counter() - t0
+  compiled, compile_s = timed_compile(step, state, (xb, yb), key)
   holder = [state]
 
   def run():
@@ -66,44 +66,59 @@ def floor_images(problem: Problem, batch_size: int) -> tuple[np.ndarray, np.ndar
 
 
 def prepare_jax_floor(problem: Problem, xs: np.ndarray, ys: np.ndarray):
-  """`(run, compile_s)` of one jitted `jax.grad` of the CE over `xs`."""
+  """`(run, compile)` of one jitted `jax.grad` of the CE over `xs` (as `prepare_ours`)."""
   grad = jax.jit(jax.grad(lambda p, xb, yb: _ce(problem.logits(p, xb), yb)))
   xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-  t0 = time.perf_counter()
-  compiled = grad.lower(problem.params, xs, ys).compile()
-  compile_s = time.perf_counter() - t0
+  compiled, compile_s = timed_compile(grad, problem.params, xs, ys)
   return (lambda: block(compiled(problem.params, xs, ys))), compile_s
 
 
-def prepare_torch(problem: Problem, batch_size: int, xs: np.ndarray, ys: np.ndarray):
-  """`{"torch_step": run, "torch_floor": run}` and the first-call seconds of each."""
+def prepare_torch(problem: Problem, batch_size: int, xs: np.ndarray, ys: np.ndarray, *,
+                  device: str = "cpu"):
+  """`{"torch_step": run, "torch_floor": run}` on `device`, and the first-call seconds of each.
+
+  Each run synchronises the device (CUDA kernels are asynchronous) before it returns.
+  """
   import torch
 
   from benchmarks.torch_cnn import torch_small_cnn
   from benchmarks.torch_idexpo import forward_backward, make_torch_step
 
-  def nchw(a):
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32).transpose(0, 3, 1, 2)))
+  def tensor(a, dtype=np.float32, nchw=False):
+    a = np.asarray(a, dtype)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2) if nchw else a)).to(device)
 
-  x, y = nchw(problem.x[:batch_size]), torch.from_numpy(problem.y[:batch_size].astype(np.int64))
-  base = torch.from_numpy(np.ascontiguousarray(problem.baseline.transpose(2, 0, 1)))
-  model = torch_small_cnn(problem.params).train()  # no dropout/BN: train() == eval() here
+  def synced(fn):
+    def run():
+      out = fn()
+      if device != "cpu":
+        torch.cuda.synchronize()
+      return out
+    return run
+
+  x, y = tensor(problem.x[:batch_size], nchw=True), tensor(problem.y[:batch_size], np.int64)
+  base = tensor(problem.baseline[None], nchw=True)[0]
+  model = torch_small_cnn(problem.params).to(device).train()  # no dropout/BN: train() == eval()
   step = make_torch_step(model, lr=1e-4, n_steps=N_STEPS, fraction=FRACTION, lam=LAM, lam2=LAM2)
-  floor_model = torch_small_cnn(problem.params)
-  fx, fy = nchw(xs), torch.from_numpy(ys.astype(np.int64))
-  runs = {"torch_step": lambda: step(x, y, base),
-          "torch_floor": lambda: forward_backward(floor_model, fx, fy)}
+  floor_model = torch_small_cnn(problem.params).to(device)
+  fx, fy = tensor(xs, nchw=True), tensor(ys, np.int64)
+  runs = {"torch_step": synced(lambda: step(x, y, base)),
+          "torch_floor": synced(lambda: forward_backward(floor_model, fx, fy))}
   first = {}
   for name, run in runs.items():
     t0 = time.perf_counter()
     run()
     first[name] = time.perf_counter() - t0
-  return runs, first, {"torch_threads": torch.get_num_threads(),
+  return runs, first, {"torch_threads": torch.get_num_threads(), "torch_device": device,
                        "mkldnn": bool(torch.backends.mkldnn.is_available())}
 
 
-def bench_pytorch(problem: Problem, *, batch_size: int = 32, repeats: int = 3) -> dict:
-  """Our jitted Grad-CAM ID-ExpO step and the JAX floor beside the PyTorch step and floor."""
+def bench_pytorch(problem: Problem, *, batch_size: int = 32, repeats: int = 3,
+                  torch_device: str = "cpu") -> dict:
+  """Our jitted Grad-CAM ID-ExpO step and the JAX floor beside the PyTorch step and floor.
+
+  JAX runs on its default device; PyTorch on `torch_device` ("cuda" beside a JAX GPU).
+  """
   xs, ys = floor_images(problem, batch_size)
   ours, ours_compile = prepare_ours(problem, batch_size)
   jax_floor, floor_compile = prepare_jax_floor(problem, xs, ys)
@@ -111,9 +126,9 @@ def bench_pytorch(problem: Problem, *, batch_size: int = 32, repeats: int = 3) -
   out = {"batch_size": batch_size, "width": problem.width, "n_steps": N_STEPS,
          "fraction": FRACTION, "floor_images": len(xs),
          "image_shape": list(problem.x.shape[1:]), "second_order": True,
-         "compile_s": {"ours": ours_compile, "jax_floor": floor_compile}}
+         "compile": {"ours": ours_compile, "jax_floor": floor_compile}}
   try:
-    torch_runs, first, info = prepare_torch(problem, batch_size, xs, ys)
+    torch_runs, first, info = prepare_torch(problem, batch_size, xs, ys, device=torch_device)
   except ImportError as e:
     out["torch"] = {"error": f"not installed: {e}"}
     torch_runs, first, info = {}, {}, {}
@@ -125,10 +140,15 @@ def bench_pytorch(problem: Problem, *, batch_size: int = 32, repeats: int = 3) -
     timings = time_interleaved(runs, repeats=repeats)
   out["timings"] = timings
   med = {k: v["median_s"] for k, v in timings.items()}
-  out["ratios"] = {"ours_over_jax_floor": med["ours"] / med["jax_floor"]}
+  out["ratios"] = _ratios(med)
+  out["cpu_ratios"] = _ratios({k: v["cpu_median_s"] for k, v in timings.items()})
+  return out
+
+
+def _ratios(med: dict) -> dict:
+  out = {"ours_over_jax_floor": med["ours"] / med["jax_floor"]}
   if "torch_step" in med:
-    out["ratios"].update(
-        ours_over_torch_step=med["ours"] / med["torch_step"],
-        jax_floor_over_torch_floor=med["jax_floor"] / med["torch_floor"],
-        torch_step_over_torch_floor=med["torch_step"] / med["torch_floor"])
+    out.update(ours_over_torch_step=med["ours"] / med["torch_step"],
+               jax_floor_over_torch_floor=med["jax_floor"] / med["torch_floor"],
+               torch_step_over_torch_floor=med["torch_step"] / med["torch_floor"])
   return out

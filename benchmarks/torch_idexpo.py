@@ -43,7 +43,7 @@ def soft_masks(phi: torch.Tensor, *, n_steps: int, fraction: float, temperature:
   n_units = phi.shape[1]
   delta, m = soft_step_counts(n_units, n_steps, fraction)
   srt = torch.sort(phi.detach(), dim=1, descending=True).values
-  idx = torch.arange(1, m + 1) * delta
+  idx = torch.arange(1, m + 1, device=phi.device) * delta
   thresholds = 0.5 * (srt[:, idx - 1] + srt[:, idx])  # (B, M)
   gaps = srt[:, :-1] - srt[:, 1:]
   pos = gaps > 0
@@ -63,7 +63,7 @@ def idexpo_gradcam_loss(model, x: torch.Tensor, y: torch.Tensor, baseline: torch
   cam = grad_cam_maps(model, x, y, second_order=second_order)  # (B, H, W)
   alpha = soft_masks(cam.reshape(b, h * w), n_steps=n_steps, fraction=fraction)  # (B, M, U)
   m = alpha.shape[1]
-  ones = torch.ones(b, 1, h * w, dtype=x.dtype)
+  ones = torch.ones(b, 1, h * w, dtype=x.dtype, device=x.device)
   z = torch.cat([alpha, 1.0 - alpha, ones], dim=1).reshape(b, 2 * m + 1, 1, h, w)
   base = baseline.expand(c, h, w)
   soft = base + z * (x[:, None] - base)  # (B, 2M+1, C, H, W)
