@@ -214,7 +214,7 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
   if results.get("pytorch"):
     lines += report_step.pytorch_section(results["pytorch"])
   if results.get("xla_cpu"):
-    lines += report_step.xla_cpu_section(results["xla_cpu"])
+    lines += report_step.xla_cpu_section(results["xla_cpu"], results.get("pytorch"))
   if results.get("compile"):
     lines += report_step.compile_section(results["compile"])
   if results.get("error_vs_budget"):
@@ -246,7 +246,7 @@ def save_section(out: str, doc: str, key: str, section: dict) -> None:
   section.setdefault("machine", machine_info())["load_average_end"] = list(os.getloadavg())
   with open(out) as f:
     results = json.load(f)
-  results[key] = section
+  results[key] = {**results.get(key, {}), **section}  # parts saved meanwhile by another run stay
   with open(out, "w") as f:
     json.dump(results, f, indent=1)
   write_markdown(results, doc, analysis(results))

@@ -57,12 +57,15 @@ def measure_child(width: int, batch: int, repeats: int, with_step: bool) -> dict
 
 def flag_sweep(args) -> dict:
   """Each flag variant in a fresh process; baseline first and last."""
-  order = ["baseline"] + [k for k in FLAG_VARIANTS if k != "baseline"] + ["baseline"]
+  chosen = [k for k in FLAG_VARIANTS if k != "baseline" and k in args.variants]
+  order = ["baseline"] + chosen + ["baseline"]
   out = {"variants": {}, "baseline_runs": []}
   for name in order:
     env = dict(os.environ, XLA_FLAGS=FLAG_VARIANTS[name])
     cmd = [sys.executable, "-m", "benchmarks.xla_cpu", "--child", "--width", str(args.width),
            "--batch", str(args.batch), "--repeats", str(args.repeats)]
+    if not args.with_step:
+      cmd.append("--no-step")
     t0 = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode:
@@ -165,7 +168,10 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--chunks", type=lambda s: [int(v) for v in s.split(",")], default=[1, 13, 33],
                  help="soft images per model call (per example; lax.map over chunks)")
-  p.add_argument("--no-step", dest="with_step", action="store_false")
+  p.add_argument("--no-step", dest="with_step", action="store_false",
+                 help="flag sweep: time only the floor")
+  p.add_argument("--variants", type=lambda s: s.split(","), default=list(FLAG_VARIANTS),
+                 help="names of FLAG_VARIANTS to sweep (comma-separated)")
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   p.add_argument("--only", choices=("all", "flags", "in_process"), default="all")
   p.add_argument("--out", default="benchmarks/results.json")

@@ -23,6 +23,7 @@ from flax import nnx
 from ml_collections import config_flags
 from tqdm import tqdm
 
+from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax.data.rrr_data import add_decoy, load_decoy_mnist
 from idexpo_jax.models import MLP, functional, predictor_fn
 from idexpo_jax.rrr import rrr_penalty
@@ -214,6 +215,7 @@ def plot(m, path):
 
 
 def main(_):
+  enable_compilation_cache()  # a second run loads its compiled steps from disk
   cfg = _CONFIG.value
   os.makedirs(cfg.out_dir, exist_ok=True)
   t0 = time.perf_counter()
