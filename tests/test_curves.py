@@ -10,6 +10,9 @@ import pytest
 from idexpo_jax import curves, masking
 from tolerances import F32
 
+# NumPy >= 2 names it `trapezoid`; 1.26 (the lowest allowed, `make test-min`) has `trapz`.
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz
+
 
 def _softmax_prob(logits, target):
   logits = logits - logits.max()
@@ -102,12 +105,12 @@ def test_curve_auc_closed_forms():
   mean = curves.curve_auc(jnp.asarray(fractions), jnp.asarray(curve), auc="mean")
   np.testing.assert_allclose(mean, curve[:, 1:].mean(-1), **F32)
   trap = curves.curve_auc(jnp.asarray(fractions), jnp.asarray(curve), auc="trapezoid")
-  ref = np.trapezoid(curve, fractions, axis=-1) / (fractions[-1] - fractions[0])
+  ref = _trapezoid(curve, fractions, axis=-1) / (fractions[-1] - fractions[0])
   np.testing.assert_allclose(trap, ref, **F32)
   full = np.linspace(0.0, 1.0, 6)
   np.testing.assert_allclose(curves.curve_auc(jnp.asarray(full), jnp.asarray(curve),
                                               auc="trapezoid"),
-                             np.trapezoid(curve, full, axis=-1), **F32)
+                             _trapezoid(curve, full, axis=-1), **F32)
 
 
 @pytest.mark.parametrize("kind", ["pixels", "segments", "tabular"])
@@ -123,7 +126,7 @@ def test_scores_and_batch_match_curves(kind):
     else:
       span = ref_fr[-1] - ref_fr[0]
       np.testing.assert_allclose(
-          [ins, dele], [np.trapezoid(ref_ins, ref_fr) / span, np.trapezoid(ref_del, ref_fr) / span],
+          [ins, dele], [_trapezoid(ref_ins, ref_fr) / span, _trapezoid(ref_del, ref_fr) / span],
           atol=2e-5)
   # batch_insertion_deletion: vmapped over examples with per-example targets.
   xb = np.stack([x, -x, 0.5 * x])
