@@ -43,7 +43,7 @@ test: $(STAMP)
 MIN_VENV := .venv-min
 MIN_STAMP := $(MIN_VENV)/.installed-min
 NOT_LIBRARY_TESTS := $(addprefix --ignore=tests/test_,$(addsuffix .py,benchmarks common_training \
-	compilation_cache config_check demo image_experiment study docs))
+	compilation_cache config_check decoy_mnist demo expo_uci image_experiment study docs))
 
 $(MIN_STAMP): pyproject.toml .ci/constraints-min.txt
 	$(PY) -m venv $(MIN_VENV)
