@@ -287,7 +287,7 @@ def test_metrics(cfg, graphdef, params, ds, key, trial: int) -> dict:
   mm = maple_metrics(f, maple, ds.test.x, k_maple, n_neighbors=e.neighbors, sigma=e.sigma,
                      ridge=e.maple_ridge)
   out.update(maple_pf=mm["pf"].mean(), maple_nf=mm["nf"].mean(), maple_s=mm["stability"].mean())
-  return {k: float(v) for k, v in out.items()}
+  return {k: float(v) if np.isfinite(v) else None for k, v in out.items()}  # None: not computed
 
 
 def run_dataset(cfg, name: str, log, save=None) -> dict:
@@ -341,9 +341,10 @@ def run_dataset(cfg, name: str, log, save=None) -> dict:
                               jax.random.key(1000 + t), t) for t, i in zip(trials, picks)]
     cells = {}
     for cell in CELLS + EXTRA_CELLS:
-      v = np.array([r[cell] for r in per_trial])
-      cells[cell] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                     "n": int(len(v))}
+      v = np.array([np.nan if r[cell] is None else r[cell] for r in per_trial], np.float64)
+      v = v[np.isfinite(v)]  # lime_instance_s is not computed when eval.instance_stability is off
+      cells[cell] = {"mean": float(v.mean()) if len(v) else None,
+                     "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
       if method in PAPER and cell in PAPER[method]:
         cells[cell]["paper"] = PAPER[method][cell][_COLUMN[name]]
     chosen_models[method] = [member(best, i) for i in picks]
@@ -388,7 +389,7 @@ def table(out: dict) -> str:
       for v in methods.values():
         c = v[cell]
         paper = c.get("paper")
-        ratio = f"{c['mean'] / paper:.2f}" if paper else "–"
+        ratio = f"{c['mean'] / paper:.2f}" if paper and c["mean"] is not None else "–"
         row.append(f"{fmt(paper)} / {fmt(c['mean'])} ± {fmt(c['sd'])} / {ratio}")
       lines.append(f"| {cell} | " + " | ".join(row) + " |")
     lines.append("")
