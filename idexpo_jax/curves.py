@@ -4,7 +4,11 @@ Units are sorted by attribution, descending, with ties broken by unit index (sta
 Insertion keeps the top `k` units of `x` and sets the rest to the baseline; deletion sets the top
 `k` units to the baseline. `k = 0, step, 2·step, …` up to `floor(fraction·U)`. The score is the
 softmax probability of `target` (Petsiuk et al., RISE, BMVC 2018; the ID-ExpO protocol of
-Yoshikawa & Iwata, AISTATS 2024).
+Yoshikawa & Iwata, AISTATS 2024), or another `output` of `predictor.OUTPUTS` ("raw" for a
+regression model).
+
+Invalid values known only inside `jit` give NaN curves: a traced `target` outside `[0, K)`, or a
+traced attribution with a NaN (a concrete one raises ValueError).
 """
 
 from __future__ import annotations
@@ -17,27 +21,44 @@ import numpy as np
 
 from idexpo_jax import masking
 from idexpo_jax.explainers import resolve_units
+from idexpo_jax.predictor import (as_logits_fn, check_batch_targets, is_traced, poison,
+                                  promote_input)
 
 Array = jax.Array
 
 
 def flat_attribution(x: Array, attribution: Array, segments: Optional[Array]) -> tuple[Array, int]:
-  """Validates `attribution` against the units of `x` and returns it flattened to `(U,)`."""
+  """Validates `attribution` against the units of `x` and returns it flattened to `(U,)`.
+
+  A concrete attribution with a NaN raises ValueError (its ranking would be arbitrary); callers
+  poison their output with `nan_attribution` for a traced one.
+  """
   masking.check_units(x, segments)
   n_units = masking.num_units(x.shape, segments)
+  attribution = jnp.asarray(attribution)
   if attribution.size != n_units:
     raise ValueError(f"`attribution` must have one value per unit (U={n_units} for x "
                      f"{tuple(x.shape)}{' with segments' if segments is not None else ''}); "
                      f"got shape {tuple(attribution.shape)}.")
+  if not is_traced(attribution) and np.isnan(np.asarray(attribution, np.float64)).any():
+    raise ValueError(f"`attribution` has {int(np.isnan(np.asarray(attribution, np.float64)).sum())}"
+                     f" NaN value(s): units cannot be ranked.")
   return attribution.reshape(-1), n_units
+
+
+def nan_attribution(phi: Array, value: Array) -> Array:
+  """`value` where the traced attribution `phi` has no NaN, else NaN (concrete: `value`)."""
+  if not is_traced(phi):
+    return value
+  return poison(value, ~jnp.isnan(phi).any())
 
 
 def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
   """The numbers of perturbed units `k = 0, step, …, floor(fraction·U)` (static)."""
   if not 0.0 < fraction <= 1.0:
     raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
-  if step < 1:
-    raise ValueError(f"`step` must be a positive number of units; got {step}.")
+  if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+    raise ValueError(f"`step` must be a positive int number of units; got {step!r}.")
   ks = np.arange(0, int(np.floor(fraction * n_units)) + 1, step)
   if len(ks) < 2:
     raise ValueError(f"`step`={step} exceeds `fraction`·U = {fraction}·{n_units}: the curve would "
@@ -47,14 +68,15 @@ def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
 
 def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                               segments: Optional[Array] = None, step: int, fraction: float = 1.0,
-                              chunk_size: Optional[int] = None, explainer=None):
+                              chunk_size: Optional[int] = None, explainer=None,
+                              output: str = "prob"):
   """Hard insertion and deletion curves for one example.
 
   Args:
     logits_fn: `xb -> logits (B, K)` (or a `Predictor`).
-    x: one example without batch axis.
-    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units).
-    target: the class whose softmax probability is scored.
+    x: one example without batch axis (integer `x` is promoted to the model's float dtype).
+    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units), without NaN.
+    target: the class whose score is taken, in `[0, K)` (a traced one outside gives NaN).
     baseline: broadcastable to `x`; the value of removed units (`None`: the explainer's).
     segments: optional `(H, W)` int map of unit ids (`None`: the explainer's, if any).
     step: units added/removed per point.
@@ -62,22 +84,23 @@ def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *
     chunk_size: optional bound on the number of inputs per model call.
     explainer: optional explainer whose units and baseline are used when not given here
       (`explainers.resolve_units`).
+    output: the score, one of `predictor.OUTPUTS` (default "prob", the softmax probability).
 
   Returns:
     `(fractions, ins_curve, del_curve)`, each of shape `(P,)` with `fractions[0] = 0`.
   """
-  from idexpo_jax.predictor import as_logits_fn
   segments, baseline = resolve_units(explainer, segments, baseline,
                                      where="insertion_deletion_curves")
+  x = promote_input(logits_fn, x)
   phi, n_units = flat_attribution(x, attribution, segments)
   ks = curve_steps(n_units, step, fraction)
   order = jnp.argsort(-jax.lax.stop_gradient(phi), stable=True)
   rank = jnp.zeros((n_units,), jnp.int32).at[order].set(jnp.arange(n_units, dtype=jnp.int32))
   top = (rank[None, :] < jnp.asarray(ks, jnp.int32)[:, None]).astype(x.dtype)  # (P, U)
   z = jnp.concatenate([top, 1.0 - top], axis=0)
-  log_p = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
-                                  segments=segments, chunk_size=chunk_size)
-  probs = jnp.exp(log_p)
+  probs = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
+                                  segments=segments, chunk_size=chunk_size, output=output)
+  probs = nan_attribution(phi, probs)
   n_points = len(ks)
   fractions = jnp.asarray(ks / n_units, dtype=x.dtype)
   return fractions, probs[:n_points], probs[n_points:]
@@ -104,7 +127,7 @@ def curve_auc(fractions: Array, curve: Array, *, auc: str = "mean") -> Array:
 def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                               segments: Optional[Array] = None, step: int, fraction: float = 1.0,
                               auc: str = "mean", chunk_size: Optional[int] = None,
-                              explainer=None):
+                              explainer=None, output: str = "prob"):
   """Insertion (higher is better) and deletion (lower is better) scores of one example.
 
   See `insertion_deletion_curves` for the arguments and `curve_auc` for the conventions.
@@ -114,23 +137,31 @@ def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *
   """
   fractions, ins_c, del_c = insertion_deletion_curves(
       logits_fn, x, attribution, target, baseline=baseline, segments=segments, step=step,
-      fraction=fraction, chunk_size=chunk_size, explainer=explainer)
+      fraction=fraction, chunk_size=chunk_size, explainer=explainer, output=output)
   return curve_auc(fractions, ins_c, auc=auc), curve_auc(fractions, del_c, auc=auc)
 
 
 def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets: Array, *,
                              baseline=None, segments: Optional[Array] = None, step: int,
                              fraction: float = 1.0, chunk_size: Optional[int] = None,
-                             explainer=None):
-  """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`."""
+                             explainer=None, output: str = "prob"):
+  """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`.
+
+  Concrete `targets` outside `[0, K)` raise ValueError; traced ones give NaN rows.
+  """
+  xb = promote_input(logits_fn, xb, batched=True)
+  attributions = jnp.asarray(attributions)
   if attributions.shape[:1] != xb.shape[:1] or jnp.shape(targets) != xb.shape[:1]:
     raise ValueError(f"`xb`, `attributions` and `targets` need the same batch size, targets of "
                      f"shape (B,); got xb {tuple(xb.shape)}, attributions "
                      f"{tuple(attributions.shape)}, targets {tuple(jnp.shape(targets))}.")
   segments, baseline = resolve_units(explainer, segments, baseline,
                                      where="batch_insertion_deletion")
+  targets = check_batch_targets(logits_fn, xb, targets)
+  if not is_traced(attributions) and np.isnan(np.asarray(attributions, np.float64)).any():
+    raise ValueError("`attributions` has NaN values: units cannot be ranked.")
   fn = lambda x, a, t: insertion_deletion_curves(
       logits_fn, x, a, t, baseline=baseline, segments=segments, step=step, fraction=fraction,
-      chunk_size=chunk_size)
+      chunk_size=chunk_size, output=output)
   fr, ins_c, del_c = jax.vmap(fn)(xb, attributions, targets)
   return fr[0], ins_c, del_c

@@ -15,6 +15,8 @@ The outputs that are fitted follow `idexpo_jax.local_linear` (`output="raw"` for
 `(B,)` or `(B, 1)` values; `"prob"` fits every class probability; `"predicted_prob"` the probability
 of the class predicted at the clean `x`). Squared errors are summed over outputs and averaged over
 neighbours and examples.
+
+A concrete `sigma`/`radius <= 0` raises ValueError; a traced one gives NaN losses.
 """
 
 from __future__ import annotations
@@ -27,17 +29,22 @@ import jax.numpy as jnp
 from idexpo_jax.local_linear import (affine_predict, check_output, check_positive, check_tabular,
                                      model_outputs, predicted_class, sq_error)
 from idexpo_jax.lstsq import weighted_least_squares
+from idexpo_jax.predictor import poison
 
 Array = jax.Array
 
 
 def _check_args(xb: Array, output: str, scale, scale_name: str, n_neighbors: int,
-                minimum: int, why: str) -> None:
+                minimum: int, why: str):
+  """Validates the options; returns the traced condition on `scale` (`predictor.check_positive`)."""
   check_tabular(xb, "xb", 2)
   check_output(output)
-  check_positive(scale, scale_name)
+  ok = check_positive(scale, scale_name)
+  if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int):
+    raise ValueError(f"`n_neighbors` must be an int; got {n_neighbors!r}.")
   if n_neighbors < minimum:
     raise ValueError(f"`n_neighbors` must be at least {minimum}{why}; got {n_neighbors}.")
+  return ok
 
 
 def _targets(logits_fn, xb: Array, output: str, n: int):
@@ -91,11 +98,11 @@ def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int
   check_tabular(xb, "xb", 2)
   dim = xb.shape[1]
   m = max(20, 2 * dim) if n_neighbors is None else n_neighbors
-  _check_args(xb, output, sigma, "sigma", m, dim + 1,
+  ok = _check_args(xb, output, sigma, "sigma", m, dim + 1,
               f" (more than the D = {dim} features, for an affine fit)")
   offsets = sigma * jax.random.normal(key, (xb.shape[0], m, dim), xb.dtype)
   resid, var = _local_fit_loss(logits_fn, xb, offsets, xb[:, None] + offsets, output)
-  return resid.mean(), {"neighbour_var": var.mean()}
+  return poison(resid.mean(), ok), {"neighbour_var": poison(var.mean(), ok)}
 
 
 def expo_fidelity_1d(logits_fn, xb: Array, key: Array, *, n_neighbors: int = 20, sigma=0.5,
@@ -112,14 +119,14 @@ def expo_fidelity_1d(logits_fn, xb: Array, key: Array, *, n_neighbors: int = 20,
   Returns:
     `(loss, aux)` as in `expo_fidelity`.
   """
-  _check_args(xb, output, sigma, "sigma", n_neighbors, 3, " for a 1-D affine fit")
+  ok = _check_args(xb, output, sigma, "sigma", n_neighbors, 3, " for a 1-D affine fit")
   b, dim = xb.shape
   k_feat, k_t = jax.random.split(key)
   feature = jax.random.randint(k_feat, (b,), 0, dim)
   t = sigma * jax.random.normal(k_t, (b, n_neighbors, 1), xb.dtype)
   neighbours = xb[:, None] + t * jax.nn.one_hot(feature, dim, dtype=xb.dtype)[:, None]
   resid, var = _local_fit_loss(logits_fn, xb, t, neighbours, output)
-  return resid.mean(), {"neighbour_var": var.mean()}
+  return poison(resid.mean(), ok), {"neighbour_var": poison(var.mean(), ok)}
 
 
 def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors: int = 1,
@@ -136,7 +143,7 @@ def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors
     `(loss, aux)`; aux `max_change` = the largest per-example mean squared change.
     For an affine model `f(x) = Wx + b`, `E loss = r²/3 · ‖W‖²_F`.
   """
-  _check_args(xb, output, radius, "radius", n_neighbors, 1, "")
+  ok = _check_args(xb, output, radius, "radius", n_neighbors, 1, "")
   b, dim = xb.shape
   u = jax.random.uniform(key, (b, n_neighbors, dim), xb.dtype, -radius, radius)
   target = _targets(logits_fn, xb, output, 1)
@@ -145,4 +152,4 @@ def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors
                         output=output, target=_targets(logits_fn, xb, output, n_neighbors))
   change = sq_error(jnp.repeat(clean, n_neighbors, axis=0), moved).reshape(b, n_neighbors)
   per_example = change.mean(axis=1)
-  return per_example.mean(), {"max_change": per_example.max()}
+  return poison(per_example.mean(), ok), {"max_change": poison(per_example.max(), ok)}

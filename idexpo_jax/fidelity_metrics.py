@@ -23,6 +23,7 @@ import jax
 
 from idexpo_jax.local_linear import (affine_predict, anchor_target, check_output, check_tabular,
                                      gaussian_neighbors, model_outputs, sq_error)
+from idexpo_jax.predictor import check_positive, poison
 
 Array = jax.Array
 
@@ -54,8 +55,9 @@ def neighborhood_fidelity(logits_fn, x: Array, coef: Array, intercept: Array, ke
   _check_explanation(x, coef, intercept)
   target = anchor_target(logits_fn, x, output, target)
   xs = gaussian_neighbors(x, key, n=n_neighbors, sigma=sigma)
-  return sq_error(model_outputs(logits_fn, xs, output=output, target=target),
-                  affine_predict(coef, intercept, xs)).mean()
+  return poison(sq_error(model_outputs(logits_fn, xs, output=output, target=target),
+                         affine_predict(coef, intercept, xs)).mean(),
+                check_positive(sigma, "sigma"))
 
 
 def explanation_stability(explainer: Callable, x: Array, key: Array, *,
@@ -77,7 +79,7 @@ def explanation_stability(explainer: Callable, x: Array, key: Array, *,
   xs = gaussian_neighbors(x, k_nb, n=n_neighbors, sigma=sigma)
   coefs, _ = jax.vmap(explainer)(xs, jax.random.split(k_re, n_neighbors))
   diff = (coefs - coef) ** 2
-  return diff.reshape(n_neighbors, -1).sum(axis=1).mean()
+  return poison(diff.reshape(n_neighbors, -1).sum(axis=1).mean(), check_positive(sigma, "sigma"))
 
 
 def expo_metrics(logits_fn, explainer: Callable, x: Array, key: Array, *, n_neighbors: int = 5,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import as_predictor
+from idexpo_jax.predictor import as_predictor, check_batch_targets, promote_input
 from idexpo_jax.soft_curves import soft_insertion_deletion
 
 Array = jax.Array
@@ -27,8 +27,11 @@ def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Ca
 
   Args:
     predictor: a `Predictor` (or a logits function for explainers that need only logits).
-    xb: batch of inputs `(B, ...)`.
-    yb: int targets `(B,)` (training: the labels).
+    xb: non-empty batch of inputs `(B, ...)` (integer `xb` is promoted to the model's float
+      dtype).
+    yb: int targets `(B,)` in `[0, K)` (training: the labels). Concrete ones outside raise
+      ValueError; traced ones outside (the usual case inside a jitted train step) give a NaN
+      penalty.
     key: PRNG key, split into one key per example for the explainer.
     explainer: `explainer(predictor, x, target, key) -> φ` with one score per unit, e.g.
       `ij.Lime(segments=..., baseline=...)`, `ij.GradCam(baseline=...)`, `grad_cam`, or
@@ -47,9 +50,12 @@ def idexpo_penalty(predictor, xb: Array, yb: Array, key: Array, *, explainer: Ca
   """
   predictor = as_predictor(predictor)
   segments, baseline = resolve_units(explainer, segments, baseline, where="idexpo_penalty")
-  if yb.ndim != 1 or xb.ndim < 2 or yb.shape[0] != xb.shape[0]:
-    raise ValueError(f"`yb` must hold one target per example of `xb`, shape (B,); got xb "
-                     f"{tuple(xb.shape)} and yb {tuple(yb.shape)}.")
+  xb, yb = jnp.asarray(xb), jnp.asarray(yb)
+  if yb.ndim != 1 or xb.ndim < 2 or yb.shape[0] != xb.shape[0] or xb.shape[0] == 0:
+    raise ValueError(f"`yb` must hold one target per example of a non-empty batch `xb`, shape "
+                     f"(B,) with B >= 1; got xb {tuple(xb.shape)} and yb {tuple(yb.shape)}.")
+  xb = promote_input(predictor, xb, batched=True)
+  yb = check_batch_targets(predictor, xb, yb, name="yb")
   keys = jax.random.split(key, xb.shape[0])
 
   def one(x, y, k):

@@ -19,7 +19,9 @@ with the Shapley kernel `π(z) = (d − 1) / (C(d, |z|) |z| (d − |z|))` over `
 The constraint is eliminated exactly by `lstsq.constrained_least_squares` (no huge weights).
 `output="prob"` explains the softmax probability of the target (`g = p_target`);
 `output="logit"` explains the target's logit (the pre-softmax score `l_target`), for which a linear
-model `l = Wx + c` gives `φ_i = W_{target,i} (x_i − b_i)`. (`shap`'s `link="logit"` is the
+model `l = Wx + c` gives `φ_i = W_{target,i} (x_i − b_i)`; `"log_prob"` explains `log p_target`
+and `"raw"` the model's output column `target` as it is (regression, or a model that already
+returns probabilities; `predictor.OUTPUTS`). (`shap`'s `link="logit"` is the
 log-odds `log(p/(1 − p))`, which equals this only for two-class logits `(0, s)`.)
 """
 
@@ -37,12 +39,10 @@ import numpy as np
 from idexpo_jax import masking
 from idexpo_jax.lime import check_explainer_args
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.predictor import (as_logits_fn, check_output, is_traced, poison, promote_input,
+                                  valid_target)
 
 Array = jax.Array
-
-_OUTPUTS = ("prob", "logit")
-
 
 def shapley_kernel_weight(n_units: int, size) -> np.ndarray:
   """Shapley kernel `π = (d − 1) / (C(d, k) k (d − k))` for sizes `0 < k < d` (float64)."""
@@ -340,11 +340,13 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
   """KernelSHAP attribution of one example with a single background row (module docstring).
 
   Args:
-    logits_fn: `xb -> logits (B, K)` or a `Predictor`.
-    x: one example without batch axis: tabular `(D,)` or an image `(H, W, C)`.
-    target: scalar class index.
+    logits_fn: `xb -> logits (B, K)` or a `Predictor` (`(B,)` or `(B, 1)` with `output="raw"`).
+    x: one example without batch axis: tabular `(D,)` or an image `(H, W, C)`. Integer `x` is
+      promoted to the float dtype of the model's output.
+    target: scalar class index in `[0, K)`: a concrete one outside raises ValueError, a traced one
+      outside (under `jit`/`vmap`) gives NaN.
     key: PRNG key for the coalitions (unused in the exact regime).
-    segments: optional `(H, W)` int map of unit ids; pixels otherwise.
+    segments: optional `(H, W)` int map of unit ids `0..d-1`; pixels otherwise.
     baseline: the background row, broadcastable to `x`.
     n_samples: coalition budget (model evaluations besides `v(1)` and `v(0)`); all `2^d − 2`
       coalitions are enumerated when they fit. Sampling needs at least `2(d − 1)` (`paired`) or
@@ -356,22 +358,26 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
       without replacement, `coalition_plan`), "leverage" (the same with equal mass per size,
       Musco & Witter 2025) or "iid" (i.i.d. draws from the kernel, equal weights).
     control_variate: regress only the residual `v − g` of a surrogate game `g` whose Shapley
-      values are known exactly (`logit_surrogate_shapley`, module docstring); needs `d <= 16`.
+      values are known exactly (`logit_surrogate_shapley`, module docstring); needs `d <= 16`
+      and `output` "prob" or "logit".
     paired: add the complement of every sampled coalition (the stratified samplers always do).
-    output: "prob" (softmax probability of `target`) or "logit" (its logit).
+    output: "prob" (softmax probability of `target`), "log_prob", "logit" (its logit) or "raw"
+      (the model's output as it is); "prob"/"log_prob" on a one-output model raise ValueError.
     chunk_size: optional number of masked inputs per model call (`jax.lax.map` over chunks).
 
   Returns:
     `φ` of shape `(d,)` with `Σφ = v(1) − v(0)` exactly (up to rounding).
   """
-  if output not in _OUTPUTS:
-    raise ValueError(f"`output` must be one of {_OUTPUTS}; got {output!r}.")
+  check_output(output)
+  if control_variate and output not in ("prob", "logit"):
+    raise ValueError(f"`control_variate=True` needs `output` 'prob' or 'logit' (its surrogate "
+                     f"game is built from the logits); got output={output!r}.")
   if sampler not in _SAMPLERS:
     raise ValueError(f"`sampler` must be one of {_SAMPLERS}; got {sampler!r}.")
   if not paired and sampler != "iid":
     raise ValueError(f"`paired=False` needs `sampler='iid'`; the {sampler!r} sampler always "
                      f"evaluates coalition/complement pairs.")
-  x = jnp.asarray(x)
+  x = promote_input(logits_fn, x)
   d = check_explainer_args(x, target, segments, n_samples, minimum=2)
   masking.check_baseline(x, baseline)
   needed = 2 * (d - 1) if paired else d - 1
@@ -402,10 +408,7 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
                             singular="nan" if singular_nan else "min_norm")
   if not control_variate or exact:
     values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
-                                     chunk_size=chunk_size,
-                                     output="log_prob" if output == "prob" else "logit")
-    if output == "prob":
-      values = jnp.exp(values)
+                                     chunk_size=chunk_size, output=output)
     v_full, v_empty = values[-2], values[-1]
     return solve(z, values[:-2], w, total=v_full - v_empty, offset=v_empty)
   logits = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
@@ -416,4 +419,7 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
   g, phi_g = logit_surrogate_shapley(z_all, logits, w_all, target, prob=output == "prob")
   r = values - g
   total = values[-2] - values[-1] - phi_g.sum()  # Σφ = v(1) − v(0) exactly
-  return phi_g + solve(z, r[:-2], w, total=total, offset=r[-1])
+  phi = phi_g + solve(z, r[:-2], w, total=total, offset=r[-1])
+  if is_traced(target):  # a traced target outside [0, K) gives NaN (module rule)
+    phi = poison(phi, valid_target(target, logits.shape[-1]))
+  return phi

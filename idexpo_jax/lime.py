@@ -6,7 +6,9 @@ segments, pixels, or tabular features, see `masking`). For one example:
 
 1. Samples `Z (N, d)`: row 0 all ones (the example itself), the other rows i.i.d. Bernoulli(½)
    (the `lime` package's image explainer draws `randint(0, 2)` and sets row 0 to ones).
-2. Values `f_i = p_target(apply_unit_mask(x, z_i, baseline))` (softmax probability).
+2. Values `f_i = g(apply_unit_mask(x, z_i, baseline))`: by default the softmax probability
+   `p_target` (`output="prob"`, `lime`'s classifier_fn); `"log_prob"`, `"logit"` or `"raw"` (the
+   model's own output, for regression or a model that returns probabilities) otherwise.
 3. Distances `D_i = D(z_i, 1)` to the all-ones row and weights `π_i = sqrt(exp(−D_i² / w²))`
    (the `lime` package's kernel). Distance conventions of this module:
 
@@ -36,7 +38,7 @@ import jax.numpy as jnp
 
 from idexpo_jax import masking
 from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.predictor import as_logits_fn, check_output, check_positive, poison, promote_input
 
 Array = jax.Array
 
@@ -48,7 +50,7 @@ class LimeSamples(NamedTuple):
 
   Attributes:
     z: binary samples `(N, d)` (row 0 all ones).
-    f: target probabilities of the masked inputs `(N,)`.
+    f: the scores (`output`, default the target probability) of the masked inputs `(N,)`.
     distances: `D(z_i, 1)`, `(N,)`.
     weights: kernel weights `π_i`, `(N,)`.
   """
@@ -68,7 +70,10 @@ def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: in
   masking.check_units(x, segments)
   if jnp.ndim(target) != 0:
     raise ValueError(f"`target` must be a scalar class index; got shape {jnp.shape(target)}.")
-  if not isinstance(n_samples, int) or n_samples < minimum:
+  if not jnp.issubdtype(jnp.result_type(target), jnp.integer):
+    raise TypeError(f"`target` must be an integer class index; got dtype "
+                    f"{jnp.result_type(target)}.")
+  if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < minimum:
     raise ValueError(f"`n_samples` must be an int >= {minimum}; got {n_samples!r}.")
   return masking.num_units(x.shape, segments)
 
@@ -95,7 +100,8 @@ def default_kernel_width(n_units: int, distance: str) -> float:
 
 def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
                  baseline, n_samples: int = 1000, kernel_width: Optional[float] = None,
-                 distance: str = "cosine", chunk_size: Optional[int] = None) -> LimeSamples:
+                 distance: str = "cosine", chunk_size: Optional[int] = None,
+                 output: str = "prob") -> LimeSamples:
   """Draws LIME's samples for one example and evaluates the model on them (steps 1–3).
 
   Args: see `lime`.
@@ -105,44 +111,54 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
   """
   if distance not in _DISTANCES:
     raise ValueError(f"`distance` must be one of {_DISTANCES}; got {distance!r}.")
-  x = jnp.asarray(x)
+  check_output(output)
+  x = promote_input(logits_fn, x)
   d = check_explainer_args(x, target, segments, n_samples, minimum=2)
   masking.check_baseline(x, baseline)
   width = default_kernel_width(d, distance) if kernel_width is None else kernel_width
-  if not width > 0:
-    raise ValueError(f"`kernel_width` must be positive; got {kernel_width!r}.")
+  width_ok = check_positive(width, "kernel_width")
   z = jax.random.bernoulli(key, 0.5, (n_samples, d)).astype(x.dtype).at[0].set(1.0)
-  f = jnp.exp(masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
-                                      segments=segments, chunk_size=chunk_size))
+  f = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
+                              segments=segments, chunk_size=chunk_size, output=output)
   dist = lime_distances(z, distance=distance)
-  weights = jnp.sqrt(jnp.exp(-(dist ** 2) / width ** 2))
+  weights = poison(jnp.sqrt(jnp.exp(-(dist ** 2) / width ** 2)), width_ok)
   return LimeSamples(z=z, f=f, distances=dist, weights=weights)
 
 
 def lime(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None, baseline,
          n_samples: int = 1000, kernel_width: Optional[float] = None, distance: str = "cosine",
-         ridge: float = 1.0, chunk_size: Optional[int] = None) -> Array:
+         ridge: float = 1.0, chunk_size: Optional[int] = None, output: str = "prob") -> Array:
   """LIME attribution of one example: the coefficients of a weighted ridge fit (module docstring).
 
   Args:
-    logits_fn: `xb -> logits (B, K)` or a `Predictor`.
-    x: one example without batch axis: tabular `(D,)` or an image `(H, W, C)`.
-    target: scalar class index whose softmax probability is explained.
+    logits_fn: `xb -> logits (B, K)` or a `Predictor` (`(B,)` or `(B, 1)` with `output="raw"`).
+    x: one example without batch axis: tabular `(D,)` or an image `(H, W, C)`. Integer `x` is
+      promoted to the float dtype of the model's output.
+    target: scalar class index whose score is explained, in `[0, K)`: a concrete one outside
+      raises ValueError, a traced one outside (under `jit`/`vmap`) gives NaN.
     key: PRNG key for the samples (same key, same samples).
-    segments: optional `(H, W)` int map of unit ids (e.g. `grid_segments`); pixels otherwise.
+    segments: optional `(H, W)` int map of unit ids `0..d-1` (e.g. `grid_segments`); pixels
+      otherwise.
     baseline: value of removed units, broadcastable to `x`.
     n_samples: number of samples `N` (row 0 is the example itself), at least 2.
-    kernel_width: `w` of the kernel; `None` picks `lime`'s default for `distance` (0.25 for
-      "cosine", `0.75·sqrt(d)` for "euclidean").
+    kernel_width: `w > 0` of the kernel; `None` picks `lime`'s default for `distance` (0.25 for
+      "cosine", `0.75·sqrt(d)` for "euclidean"). A traced `w <= 0` gives NaN.
     distance: "cosine" (images, `lime_image`) or "euclidean" (tabular, `lime_tabular`'s width).
-    ridge: L2 penalty `λ` (`lime`'s default `Ridge(alpha=1)`).
+    ridge: L2 penalty `λ >= 0` (`lime`'s default `Ridge(alpha=1)`); a traced negative one gives
+      NaN.
     chunk_size: optional number of masked inputs per model call (`jax.lax.map` over chunks).
+    output: the explained score, one of `predictor.OUTPUTS`: "prob" (default; softmax probability
+      of `target`), "log_prob", "logit", or "raw" (the model's output column `target` as it is:
+      regression, or a model that already returns probabilities). "prob"/"log_prob" on a model
+      with one output raise ValueError.
 
   Returns:
     `φ` of shape `(d,)`, one coefficient per unit.
   """
   samples = lime_samples(logits_fn, x, target, key, segments=segments, baseline=baseline,
                          n_samples=n_samples, kernel_width=kernel_width, distance=distance,
-                         chunk_size=chunk_size)
+                         chunk_size=chunk_size, output=output)
   coef, _ = weighted_least_squares(samples.z, samples.f, samples.weights, ridge=ridge)
+  if kernel_width is not None:  # a traced invalid width: NaN weights, poison the result too
+    coef = poison(coef, check_positive(kernel_width, "kernel_width"))
   return coef

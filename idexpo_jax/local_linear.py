@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.predictor import all_ok, as_logits_fn, check_positive, poison
 
 Array = jax.Array
 
@@ -49,17 +49,11 @@ def check_output(output: str) -> None:
 def check_tabular(x: Array, name: str, rank: int) -> None:
   """Raises ValueError unless `x` is a floating array of rank 1 (`(D,)`) or 2 (`(B, D)`)."""
   shape = "(D,)" if rank == 1 else "(B, D)"
-  if getattr(x, "ndim", None) != rank or x.shape[-1] < 1:
+  if getattr(x, "ndim", None) != rank or x.shape[-1] < 1 or x.shape[0] < 1:
     raise ValueError(f"`{name}` must be a tabular {'example' if rank == 1 else 'batch'} of shape "
                      f"{shape}; got shape {getattr(x, 'shape', None)}.")
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise ValueError(f"`{name}` must be floating point; got dtype {x.dtype}.")
-
-
-def check_positive(value, name: str) -> None:
-  """Raises ValueError for a concrete non-positive scale (traced values are not checked)."""
-  if isinstance(value, (int, float)) and not value > 0:
-    raise ValueError(f"`{name}` must be positive; got {value}.")
 
 
 def predicted_class(logits_fn, xb: Array) -> Array:
@@ -114,9 +108,12 @@ def anchor_target(logits_fn, x: Array, output: str, target: Optional[Array]):
 
 
 def gaussian_neighbors(x: Array, key: Array, *, n: int, sigma) -> Array:
-  """`n` neighbours `x + σ·ε`, `ε ~ N(0, I)`, shape `(n, *x.shape)`, in the dtype of `x`."""
-  check_positive(sigma, "sigma")
-  return x + sigma * jax.random.normal(key, (n, *x.shape), x.dtype)
+  """`n` neighbours `x + σ·ε`, `ε ~ N(0, I)`, shape `(n, *x.shape)`, in the dtype of `x`.
+
+  `σ > 0`: a concrete `σ <= 0` raises ValueError, a traced one gives NaN neighbours.
+  """
+  ok = check_positive(sigma, "sigma")
+  return poison(x + sigma * jax.random.normal(key, (n, *x.shape), x.dtype), ok)
 
 
 def sq_error(values: Array, predictions: Array) -> Array:
@@ -154,14 +151,15 @@ def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optio
   if samples.shape[1] != x.shape[0]:
     raise ValueError(f"`samples` must be (N, D) with D = {x.shape[0]}; got {samples.shape}.")
   width = 0.75 * x.shape[0] ** 0.5 if kernel_width is None else kernel_width
-  check_positive(width, "kernel_width")
+  ok = all_ok(check_positive(width, "kernel_width"),
+              check_positive(ridge, "ridge", allow_zero=True))
   offsets = samples - x
   if values is None:
     target = anchor_target(logits_fn, x, output, target)
     values = model_outputs(logits_fn, samples, output=output, target=target)
   weights = jnp.sqrt(jnp.exp(-jnp.sum(offsets ** 2, axis=-1) / width ** 2))
   coef, c = weighted_least_squares(offsets, values, weights, ridge=ridge)
-  return coef, c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1)
+  return poison(coef, ok), poison(c - jnp.tensordot(x.astype(coef.dtype), coef, axes=1), ok)
 
 
 def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigma=1.0,
@@ -187,9 +185,10 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
     x: one example `(D,)`.
     key: PRNG key for the samples.
     n_samples: number of samples including `x` itself (≥ 2).
-    sigma: standard deviation of the Gaussian samples (a scalar or per feature `(D,)`).
-    kernel_width: `w` of the exponential kernel (default `0.75·sqrt(D)`, LIME's).
-    ridge: L2 penalty on `coef` (LIME's default 1; 0 gives weighted least squares).
+    sigma: standard deviation of the Gaussian samples (a scalar or per feature `(D,)`), `> 0`.
+    kernel_width: `w > 0` of the exponential kernel (default `0.75·sqrt(D)`, LIME's).
+    ridge: L2 penalty `>= 0` on `coef` (LIME's default 1; 0 gives weighted least squares).
+      Traced invalid `sigma`, `kernel_width` or `ridge` give NaN.
     output: "raw", "prob" or "predicted_prob" (see the module docstring).
     target: the class for "predicted_prob" (default: the class predicted at `x`).
     center: `(D,)` centre of the samples (default: `x`, LIME's `sample_around_instance=True`).
@@ -199,11 +198,13 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
     `(D, K)` and `(K,)` for several.
   """
   check_tabular(x, "x", 1)
-  if n_samples < 2:
-    raise ValueError(f"`n_samples` must be at least 2; got {n_samples}.")
+  if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+    raise ValueError(f"`n_samples` must be an int >= 2; got {n_samples!r}.")
+  sigma_ok = check_positive(sigma, "sigma")
   dim = x.shape[0]
   base = x if center is None else jnp.broadcast_to(jnp.asarray(center, x.dtype), x.shape)
   samples = base + sigma * jax.random.normal(key, (n_samples, dim), x.dtype)
   samples = samples.at[0].set(x)
-  return local_linear_fit(logits_fn, x, samples, kernel_width=kernel_width, ridge=ridge,
-                          output=output, target=target)
+  coef, intercept = local_linear_fit(logits_fn, x, samples, kernel_width=kernel_width,
+                                     ridge=ridge, output=output, target=target)
+  return poison(coef, sigma_ok), poison(intercept, sigma_ok)

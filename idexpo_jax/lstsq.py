@@ -12,7 +12,22 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from idexpo_jax.predictor import check_positive, poison
+
 Array = jax.Array
+
+
+def solve_dtype(dtype):
+  """The dtype a least-squares problem is solved in: at least float32.
+
+  Half-precision targets (bfloat16/float16 models) are solved in float32 (LAPACK has no
+  half-precision `eigh`, and the normal equations square the condition number); the solution is
+  returned in the targets' dtype.
+  """
+  dtype = jnp.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+    return jnp.dtype(jnp.float32)
+  return dtype
 
 
 def _solve_spd(a: Array, b: Array, singular: str = "min_norm") -> Array:
@@ -49,16 +64,24 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
     z: design `(N, d)`.
     f: targets `(N,)` or `(N, k)`.
     w: non-negative sample weights `(N,)`.
-    ridge: L2 penalty on `β` (0 gives weighted ordinary least squares).
+    ridge: L2 penalty on `β`, `>= 0` (0 gives weighted ordinary least squares); a traced negative
+      one gives NaN.
     fit_intercept: fit `c` (otherwise `c = 0` and nothing is centred).
     singular: "min_norm" (a singular system gets the minimum-norm solution) or "nan" (NaN).
 
   Returns:
-    `(coef, intercept)`: `(d,)` and `()` (or `(d, k)` and `(k,)` for 2-D `f`).
+    `(coef, intercept)`: `(d,)` and `()` (or `(d, k)` and `(k,)` for 2-D `f`), in the dtype of `f`
+    (half-precision `f` is solved in float32, see `solve_dtype`).
   """
   if z.ndim != 2 or w.shape != (z.shape[0],) or f.shape[0] != z.shape[0]:
     raise ValueError(f"weighted_least_squares needs `z` (N, d), `f` (N,) or (N, k), `w` (N,); "
                      f"got z {z.shape}, f {f.shape}, w {w.shape}.")
+  ridge_ok = check_positive(ridge, "ridge", allow_zero=True)
+  out_dtype = f.dtype
+  if solve_dtype(out_dtype) != out_dtype:
+    coef, intercept = weighted_least_squares(z, f.astype(solve_dtype(out_dtype)), w, ridge=ridge,
+                                             fit_intercept=fit_intercept, singular=singular)
+    return coef.astype(out_dtype), intercept.astype(out_dtype)
   z = z.astype(f.dtype)
   w = w.astype(f.dtype)
   if fit_intercept:
@@ -77,7 +100,7 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
     intercept = f_mean - jnp.tensordot(z_mean, coef, axes=1)
   else:
     intercept = jnp.zeros(f.shape[1:], f.dtype)
-  return coef, intercept
+  return poison(coef, ridge_ok), poison(intercept, ridge_ok)
 
 
 def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset,
@@ -98,7 +121,7 @@ def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset,
     singular: "min_norm" or "nan", as in `weighted_least_squares`.
 
   Returns:
-    `φ` of shape `(d,)`.
+    `φ` of shape `(d,)`, in the dtype of `f` (half precision is solved in float32).
   """
   if z.ndim != 2 or f.shape != (z.shape[0],) or w.shape != (z.shape[0],):
     raise ValueError(f"constrained_least_squares needs `z` (N, d), `f` (N,) and `w` (N,); got z "
@@ -106,6 +129,11 @@ def constrained_least_squares(z: Array, f: Array, w: Array, *, total, offset,
   if jnp.size(total) != 1 or jnp.size(offset) != 1:
     raise ValueError(f"`total` and `offset` must be scalars; got shapes {jnp.shape(total)} and "
                      f"{jnp.shape(offset)}.")
+  out_dtype = f.dtype
+  if solve_dtype(out_dtype) != out_dtype:
+    cast = lambda a: jnp.asarray(a).astype(solve_dtype(out_dtype))
+    return constrained_least_squares(z, cast(f), w, total=cast(total), offset=cast(offset),
+                                     singular=singular).astype(out_dtype)
   z = z.astype(f.dtype)
   d = z.shape[1]
   if d == 1:

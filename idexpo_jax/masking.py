@@ -36,13 +36,39 @@ def grid_segments(height: int, width: int, cell: int) -> np.ndarray:
   return (rows[:, None] * n_cols + cols[None, :]).astype(np.int32)
 
 
+def check_segments(segments) -> int:
+  """Validates a concrete segment map and returns its number of units `d`.
+
+  A segment map is a 2-D integer array whose ids are exactly `0..d-1`, each used at least once
+  (a −1, a gap, or labels starting at 1, as `skimage.segmentation.slic` gives by default, would
+  add empty units or shift them). Relabel with `np.unique(segments, return_inverse=True)[1]`.
+  """
+  if isinstance(segments, jax.core.Tracer):
+    raise ValueError("`segments` must be a concrete array (not traced): it fixes the number of "
+                     "units, a static shape.")
+  seg = np.asarray(segments)
+  if seg.ndim != 2:
+    raise ValueError(f"`segments` must be a 2-D map (H, W) of unit ids; got shape {seg.shape}.")
+  if not np.issubdtype(seg.dtype, np.integer):
+    raise ValueError(f"`segments` must hold integer unit ids 0..d-1; got dtype {seg.dtype}.")
+  if seg.size == 0:
+    raise ValueError(f"`segments` must not be empty; got shape {seg.shape}.")
+  lo = int(seg.min())
+  present = np.bincount(seg.reshape(-1) - lo) > 0 if lo >= 0 else None
+  if lo != 0 or not present.all():
+    ids = np.unique(seg)
+    missing = np.setdiff1d(np.arange(ids.max() + 1), ids)[:5] if lo >= 0 else ids[ids < 0][:5]
+    raise ValueError(f"`segments` ids must be exactly 0..d-1 (each used); got ids from {lo} to "
+                     f"{int(ids.max())} ({len(ids)} distinct; e.g. "
+                     f"{'missing' if lo >= 0 else 'negative'}: {missing.tolist()}). Relabel with "
+                     f"`np.unique(segments, return_inverse=True)[1].reshape(segments.shape)`.")
+  return int(present.size)
+
+
 def num_units(x_shape, segments: Optional[Array] = None) -> int:
   """Number of units `U` for an example of shape `x_shape` (see the module docstring)."""
   if segments is not None:
-    seg = np.asarray(segments) if not isinstance(segments, jax.core.Tracer) else None
-    if seg is None:
-      raise ValueError("`segments` must be a concrete array (not traced) to count units.")
-    return int(seg.max()) + 1
+    return check_segments(segments)
   if len(x_shape) == 3:
     return int(x_shape[0] * x_shape[1])
   return int(np.prod(x_shape))
@@ -52,6 +78,7 @@ def check_units(x: Array, segments: Optional[Array]) -> None:
   """Raises ValueError when `segments` does not fit the spatial shape of `x`."""
   if segments is None:
     return
+  check_segments(segments)
   if x.ndim not in (2, 3) or tuple(segments.shape) != tuple(x.shape[:2]):
     raise ValueError(f"`segments` must have the spatial shape (H, W) of `x`; got segments "
                      f"{tuple(segments.shape)} for x {tuple(x.shape)}.")
@@ -102,13 +129,20 @@ def apply_unit_mask(x: Array, z: Array, baseline, *, segments: Optional[Array] =
     segments: optional `(H, W)` int map of unit ids.
 
   Returns:
-    `m ⊙ x + (1 − m) ⊙ baseline` of shape `(..., *x.shape)`, where `m = z[segments]`.
+    `m ⊙ x + (1 − m) ⊙ baseline` of shape `(..., *x.shape)`, where `m = z[segments]`; a removed
+    entry (`m = 0`) is exactly the baseline even where `x` is not finite. Integer `x` is masked in
+    the dtype of a floating `z` (else the default float).
   """
   check_units(x, segments)
   check_unit_mask(z, x.shape, segments)
   check_baseline(x, baseline)
+  x = jnp.asarray(x)
+  if not jnp.issubdtype(x.dtype, jnp.inexact):  # integer images: mask in floating point
+    x = x.astype(z.dtype if jnp.issubdtype(z.dtype, jnp.inexact) else jnp.result_type(float))
   m = unit_mask_to_input(z, x.shape, segments=segments).astype(x.dtype)
   b = jnp.broadcast_to(jnp.asarray(baseline, dtype=x.dtype), x.shape)
+  # A removed unit takes exactly the baseline, even where x is inf or NaN (0 · inf would be NaN).
+  x = jnp.where((m == 0) & ~jnp.isfinite(x), b, x)
   return b + m * (x - b)
 
 
@@ -118,6 +152,8 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
 
   With `segments is None` a pixel map is returned flattened to `(H·W,)`.
   """
+  if segments is not None:
+    check_segments(segments)
   if values.ndim == 3:
     values = values.sum(-1)
   if segments is not None and tuple(values.shape) != tuple(segments.shape):
@@ -125,8 +161,8 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
                      f"{tuple(segments.shape)}; got {tuple(values.shape)}.")
   if segments is None:
     return values.reshape(-1)
-  if n_units is None:
-    n_units = num_units(values.shape, segments)
+  d = num_units(values.shape, segments)
+  n_units = d if n_units is None else n_units
   return jax.ops.segment_sum(values.reshape(-1), jnp.asarray(segments).reshape(-1),
                              num_segments=n_units)
 
@@ -159,43 +195,54 @@ def map_chunks(fn, args, chunk_size: Optional[int]):
 def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
                     segments: Optional[Array] = None, chunk_size: Optional[int] = None,
                     output: str = "log_prob") -> Array:
-  """`log p_target` (or the target's logit) of all masked inputs, in batched calls.
+  """The score `output` of `target` for all masked inputs, in batched calls.
 
   The masked inputs are `apply_unit_mask(x, z_i, baseline)` for every row `z_i` of `z`.
 
   Args:
-    logits_fn: `xb -> logits (B, K)`.
+    logits_fn: `xb -> logits (B, K)` (or `(B,)` with `output="raw"`).
     x: one example.
     z: unit masks `(N, U)`.
-    target: class index (int or traced int scalar).
+    target: class index (int or traced int scalar). A concrete one outside `[0, K)` raises
+      ValueError; a traced one outside `[0, K)` gives NaN.
     baseline: broadcastable to `x`.
     segments: optional `(H, W)` unit ids.
     chunk_size: if set and smaller than `N`, evaluates `chunk_size` rows at a time with
       `jax.lax.map`, so memory stays bounded for large `N`.
-    output: "log_prob" (log-softmax probability of `target`), "logit" (its pre-softmax logit)
-      or "logits" (all `K` logits, checked like the others).
+    output: one of `predictor.OUTPUTS`: "log_prob" (log-softmax probability of `target`), "prob"
+      (its softmax probability), "logit" (its pre-softmax logit) or "raw" (the model's output
+      column `target` as it is; regression or probability models); or "logits" (all `K` logits,
+      checked like the others).
 
   Returns:
-    Log-probabilities (or logits) of `target`, shape `(N,)`; `(N, K)` for "logits".
+    The scores of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
-  # local: avoids an import cycle
-  from idexpo_jax.predictor import _checked_logits, target_log_prob, target_logit
+  from idexpo_jax.predictor import (check_output, check_target,  # local: avoids an import cycle
+                                    exp_keep_nan, model_output, target_scores)
 
-  scores = {"log_prob": target_log_prob, "logit": target_logit,
-            "logits": lambda fn, xb, t: _checked_logits(fn, xb, t)[0]}
-  if output not in scores:
-    raise ValueError(f"`output` must be one of {tuple(scores)}; got {output!r}.")
+  if output != "logits":
+    check_output(output)
+  check_chunk_size(chunk_size)
+  # "prob" is exp(log_prob), taken after the chunks (as every caller did before it was an option).
+  score = "log_prob" if output == "prob" else output
 
   def run(zc):
-    return scores[output](logits_fn, apply_unit_mask(x, zc, baseline, segments=segments), target)
+    xm = apply_unit_mask(x, zc, baseline, segments=segments)
+    if output == "logits":
+      out = model_output(logits_fn, xm, output="logit")
+      check_target(target, out.shape[-1])
+      return out
+    return target_scores(logits_fn, xm, target, output=score)
 
   if z.ndim != 2:
     raise ValueError(f"`z` must be a batch of unit masks (N, U); got shape {tuple(z.shape)}.")
   n = z.shape[0]
   if chunk_size is None or chunk_size >= n:
-    return run(z)
-  n_chunks = -(-n // chunk_size)
-  pad = n_chunks * chunk_size - n
-  zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
-  out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
-  return out.reshape(n_chunks * chunk_size, *out.shape[2:])[:n]
+    out = run(z)
+  else:
+    n_chunks = -(-n // chunk_size)
+    pad = n_chunks * chunk_size - n
+    zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
+    out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
+    out = out.reshape(n_chunks * chunk_size, *out.shape[2:])[:n]
+  return exp_keep_nan(out) if output == "prob" else out

@@ -6,10 +6,11 @@ same code serves Flax NNX, Linen, Equinox or a hand-written function.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -54,31 +55,222 @@ def as_predictor(model: Union[Predictor, LogitsFn]) -> Predictor:
   return Predictor(features=_identity, head=model)
 
 
+def has_own_features(predictor) -> bool:
+  """True for a `Predictor` with its own `features` (not a bare logits function `as_predictor`
+  wrapped with identity features)."""
+  return isinstance(predictor, Predictor) and predictor.features is not _identity
+
+
 def target_log_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
-  """`log p_target(x)` for every row of `xb` (log-softmax of the logits), shape `(B,)`."""
-  logits, target = _checked_logits(logits_fn, xb, target)
-  return jnp.take(jax.nn.log_softmax(logits, axis=-1), target, axis=-1)
+  """`log p_target(x)` for every row of `xb` (log-softmax of the logits), shape `(B,)`.
+
+  A concrete `target` outside `[0, K)` raises ValueError; a traced one gives NaN.
+  """
+  return target_scores(logits_fn, xb, target, output="log_prob")
 
 
 def target_logit(logits_fn: LogitsFn, xb: Array, target) -> Array:
   """The logit (pre-softmax score) of `target` for every row of `xb`, shape `(B,)`."""
-  logits, target = _checked_logits(logits_fn, xb, target)
-  return jnp.take(logits, target, axis=-1)
-
-
-def _checked_logits(logits_fn: LogitsFn, xb: Array, target) -> tuple[Array, Array]:
-  """`(logits_fn(xb), target)` after checking the logits' shape and the target's range."""
-  logits = logits_fn(xb)
-  if logits.ndim != 2:
-    raise ValueError(f"`logits_fn` must return logits of shape (B, K); got {logits.shape}.")
-  target = jnp.asarray(target)
-  if target.ndim != 0:
-    raise ValueError(f"`target` must be a scalar class index; got shape {target.shape}.")
-  if not isinstance(target, jax.core.Tracer) and not 0 <= int(target) < logits.shape[-1]:
-    raise ValueError(f"`target` must be in [0, {logits.shape[-1]}); got {int(target)}.")
-  return logits, target
+  return target_scores(logits_fn, xb, target, output="logit")
 
 
 def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
   """Softmax probability of `target` for every row of `xb`, shape `(B,)`."""
-  return jnp.exp(target_log_prob(logits_fn, xb, target))
+  return target_scores(logits_fn, xb, target, output="prob")
+
+
+# --- Outputs, targets and input dtypes: the rules every explainer, metric and regulariser shares.
+
+OUTPUTS = ("prob", "log_prob", "logit", "raw")
+"""What an explainer or a metric scores for a class `target` (SPEC §9):
+
+* `"prob"`: the softmax probability `p_target` (needs `K >= 2` logits);
+* `"log_prob"`: `log p_target` (log-softmax; needs `K >= 2`);
+* `"logit"`: the pre-softmax score `l_target` of logits `(B, K)`;
+* `"raw"`: the model's output as it is, column `target` of `(B, K)`; a `(B,)` output counts as one
+  column, so a regression model (or a model that already returns probabilities) is explained with
+  `target=0` (or the column of the probability wanted).
+"""
+
+
+def is_traced(value) -> bool:
+  """True when `value` is a JAX tracer (known only inside `jit`/`vmap`/`grad`)."""
+  return isinstance(value, jax.core.Tracer)
+
+
+def poison(value: Array, ok) -> Array:
+  """`value` where `ok` (broadcast), NaN elsewhere: the rule for invalid values known only in jit.
+
+  `ok=None` (nothing traced to check) returns `value` unchanged. Poison the final output of a
+  computation: on XLA's CPU backend (jaxlib 0.10) `exp` of a NaN computed in the same fused
+  kernel can return finite garbage, so a NaN fed into a model or an `exp` need not stay NaN.
+  """
+  if ok is None:
+    return value
+  return jnp.where(ok, value, jnp.nan)
+
+
+def exp_keep_nan(a: Array) -> Array:
+  """`exp(a)` with NaN kept NaN (see `poison`: XLA CPU's fused `exp` may map NaN to garbage)."""
+  return jnp.where(jnp.isnan(a), a, jnp.exp(a))
+
+
+def check_output(output: str) -> None:
+  """Raises ValueError unless `output` is one of `OUTPUTS`."""
+  if output not in OUTPUTS:
+    raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+
+
+def check_target(target, n_classes: Optional[int] = None, *, name: str = "target",
+                 shape: tuple = ()) -> Array:
+  """Validates class indices and returns them as an integer array.
+
+  The shape (`()` for one example, `(B,)` for a batch) and the integer dtype are checked always; the
+  range `[0, n_classes)` when `target` is concrete (a named ValueError). A traced target is not
+  checked here: the functions that use it return NaN where it is out of range (`valid_target`).
+  """
+  target = jnp.asarray(target)
+  if target.shape != tuple(shape):
+    what = "a scalar class index" if not shape else f"one class index per example, shape {shape}"
+    raise ValueError(f"`{name}` must be {what}; got shape {target.shape}.")
+  if not jnp.issubdtype(target.dtype, jnp.integer):
+    raise TypeError(f"`{name}` must hold integer class indices; got dtype {target.dtype}.")
+  if n_classes is not None and not is_traced(target):
+    values = np.asarray(target)
+    if values.size and not ((values >= 0) & (values < n_classes)).all():
+      bad = values[(values < 0) | (values >= n_classes)].reshape(-1)[0]
+      raise ValueError(f"`{name}` must be in [0, {n_classes}) for a model with {n_classes} "
+                       f"output{'s' if n_classes != 1 else ''}; got {int(bad)}.")
+  return target
+
+
+def valid_target(target: Array, n_classes: int) -> Array:
+  """Boolean `0 <= target < n_classes` (elementwise)."""
+  return (target >= 0) & (target < n_classes)
+
+
+def model_output(logits_fn: LogitsFn, xb: Array, *, output: str = "logit") -> Array:
+  """`logits_fn(xb)` as `(B, K)` after checking it against `output` (`OUTPUTS`).
+
+  A `(B,)` output is accepted for `output="raw"` only (as one column). `"prob"` and `"log_prob"`
+  need `K >= 2` logits: a softmax over one output is the constant 1.
+  """
+  check_output(output)
+  out = as_logits_fn(logits_fn)(xb)
+  one_output = (out.ndim == 1 and out.shape[0] == xb.shape[0]) or (out.ndim == 2 and
+                                                                    out.shape[1] == 1)
+  if output in ("prob", "log_prob") and one_output:
+    raise ValueError(f"`logits_fn` returns {out.shape}, one output per row: `output='prob'` and "
+                     f"`output='log_prob'` take a softmax over the model's outputs, which needs "
+                     f"K >= 2 logits (a softmax of one output is the constant 1). For a regression "
+                     f"model, or a model that already returns probabilities, use output='raw'.")
+  if output == "raw" and out.ndim == 1:
+    out = out[:, None]
+  if out.ndim != 2 or out.shape[0] != xb.shape[0]:
+    raise ValueError(f"`logits_fn` must return logits of shape (B, K) for a batch of "
+                     f"B = {xb.shape[0]} (or (B,) with output='raw'); got {out.shape}.")
+  return out
+
+
+def select_output(out: Array, target: Array, output: str) -> Array:
+  """Scores of `target` from outputs `out (B, K)` checked by `model_output`.
+
+  `target` is a scalar (one class for every row) or `(B,)` (one per row). Traced targets out of
+  `[0, K)` give NaN.
+  """
+  if output in ("prob", "log_prob"):
+    out = jax.nn.log_softmax(out, axis=-1)
+  if target.ndim == 0:
+    scores = jnp.take(out, target, axis=-1)
+  else:
+    scores = jnp.take_along_axis(out, target[:, None].astype(jnp.int32), axis=1)[:, 0]
+  if output == "prob":
+    scores = exp_keep_nan(scores)
+  if is_traced(target):
+    scores = poison(scores, valid_target(target, out.shape[-1]))
+  return scores
+
+
+def target_scores(logits_fn: LogitsFn, xb: Array, target, *, output: str = "log_prob") -> Array:
+  """The score `output` (`OUTPUTS`) of class `target` for every row of `xb`, shape `(B,)`.
+
+  A concrete `target` outside `[0, K)` raises ValueError; a traced one gives NaN.
+  """
+  out = model_output(logits_fn, xb, output=output)
+  target = check_target(target, out.shape[-1])
+  return select_output(out, target, output)
+
+
+def num_outputs(logits_fn: LogitsFn, xb: Array) -> int:
+  """`K` of the model's `(B, K)` output (1 for `(B,)`), from shapes only (`jax.eval_shape`)."""
+  out = jax.eval_shape(as_logits_fn(logits_fn), jax.ShapeDtypeStruct(xb.shape, xb.dtype))
+  return 1 if len(out.shape) < 2 else int(out.shape[-1])
+
+
+def check_batch_targets(logits_fn: LogitsFn, xb: Array, targets, *, name: str = "targets"
+                        ) -> Array:
+  """`check_target` for one target per row of a batch, with `K` read from the model's shapes."""
+  if xb.ndim < 1 or xb.shape[0] == 0:
+    raise ValueError(f"`xb` must be a non-empty batch (B, ...); got shape {tuple(xb.shape)}.")
+  targets = check_target(targets, None, name=name, shape=(xb.shape[0],))
+  if is_traced(targets):
+    return targets
+  return check_target(targets, num_outputs(logits_fn, xb), name=name, shape=(xb.shape[0],))
+
+
+def promote_input(logits_fn: LogitsFn, x: Array, *, batched: bool = False) -> Array:
+  """`x` as an array; integer or boolean `x` is cast to the float dtype of the model's output.
+
+  The model is evaluated on shapes only (`jax.eval_shape`), on the integer input or, if it does not
+  accept one, on the default float dtype. A model with a non-float output gives the default float
+  dtype. Floating `x` is returned unchanged.
+  """
+  x = jnp.asarray(x)
+  if jnp.issubdtype(x.dtype, jnp.inexact):
+    return x
+  shape = x.shape if batched else (1, *x.shape)
+  fn = as_logits_fn(logits_fn)
+  default = jnp.result_type(float)
+  try:
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct(shape, x.dtype))
+  except Exception:  # pylint: disable=broad-except  # e.g. strict promotion of int @ float
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct(shape, default))
+  dtype = out.dtype if jnp.issubdtype(out.dtype, jnp.floating) else default
+  return x.astype(dtype)
+
+
+def check_batch(xb: Array, name: str = "xb", *, min_ndim: int = 2) -> None:
+  """Raises ValueError unless `xb` is a non-empty batch with at least `min_ndim` axes."""
+  if jnp.ndim(xb) < min_ndim or jnp.shape(xb)[0] == 0:
+    raise ValueError(f"`{name}` must be a non-empty batch (B, ...) with B >= 1 and at least "
+                     f"{min_ndim} axes; got shape {tuple(jnp.shape(xb))}.")
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> Optional[Array]:
+  """Validates a positive (or non-negative) option such as a width, scale or temperature.
+
+  Arrays (e.g. one scale per feature) must be positive in every entry.
+
+  A concrete value that is not `> 0` (`>= 0` with `allow_zero`), or is NaN, raises a ValueError
+  naming `name`, and a valid one gives `None`. A traced value gives the traced condition `ok`, with
+  which the caller poisons its final output (`poison(out, ok)`: NaN when the value is invalid).
+  """
+  if is_traced(value):
+    return jnp.all(value >= 0 if allow_zero else value > 0)
+  v = np.asarray(value)
+  if v.size < 1 or not np.issubdtype(v.dtype, np.number) or not np.all(
+      v >= 0 if allow_zero else v > 0):
+    raise ValueError(f"`{name}` must be {'non-negative' if allow_zero else 'positive'} (a scalar, "
+                     f"or positive entries); got {value!r}.")
+  return None
+
+
+def all_ok(*oks) -> Optional[Array]:
+  """The conjunction of the traced conditions among `oks` (`None` entries are true)."""
+  oks = [ok for ok in oks if ok is not None]
+  if not oks:
+    return None
+  out = oks[0]
+  for ok in oks[1:]:
+    out = out & ok
+  return out

@@ -24,15 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.gradients import input_gradients
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.predictor import as_logits_fn, check_batch, promote_input
 
 Array = jax.Array
 
 
 def _check_batch(xb, name: str = "xb") -> None:
-  if jnp.ndim(xb) < 2:
-    raise ValueError(f"`{name}` must be a batch of shape (B, ...) with at least 2 axes; got "
-                     f"shape {jnp.shape(xb)}.")
+  check_batch(xb, name)
 
 
 def _annotation_for(xb: Array, annotation) -> Array:
@@ -79,6 +77,7 @@ def rrr_penalty(logits_fn, xb: Array, annotation, *, reduction: str = "mean"
   if reduction not in ("mean", "sum"):
     raise ValueError(f"`reduction` must be 'mean' or 'sum'; got {reduction!r}.")
   _check_batch(xb)
+  xb = promote_input(logits_fn, xb, batched=True)
   a = _annotation_for(xb, annotation)
   g = batch_input_gradients(logits_fn, xb, reduce="sum_log_prob")
   axes = tuple(range(1, xb.ndim))

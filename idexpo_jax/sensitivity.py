@@ -14,7 +14,8 @@ probability is linear in `x`).
 
 Convention: when either side has zero variance over the drawn subsets (e.g. a constant
 attribution with `n` fixed, or a model whose output does not move), the correlation is undefined
-and this module returns 0 rather than NaN.
+and this module returns 0 rather than NaN. A NaN on either side (a traced target outside
+`[0, K)`, a traced attribution with a NaN, a model returning NaN) gives NaN, not 0.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Optional
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from idexpo_jax import masking
 from idexpo_jax.curves import flat_attribution
 from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.predictor import as_logits_fn, check_batch_targets, promote_input
 
 Array = jax.Array
 
@@ -42,6 +44,9 @@ def random_subsets(key: Array, n_units: int, n: int, n_subsets: int) -> Array:
   Returns:
     float32 array `(n_subsets, n_units)` with exactly `n` ones per row.
   """
+  for name, value in (("n", n), ("n_subsets", n_subsets)):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+      raise ValueError(f"`{name}` must be an int (static); got {value!r}.")
   if not 1 <= n < n_units:
     raise ValueError(f"`n` must satisfy 1 <= n < U={n_units} (n = U removes every unit in every "
                      f"subset, so the correlation is undefined); got n={n}.")
@@ -58,19 +63,21 @@ def pearson(a: Array, b: Array) -> Array:
   b = b - b.mean()
   den = jnp.sqrt((a * a).sum() * (b * b).sum())
   ok = den > 0
-  return jnp.where(ok, (a * b).sum() / jnp.where(ok, den, 1.0), 0.0)
+  r = jnp.where(ok, (a * b).sum() / jnp.where(ok, den, 1.0), 0.0)
+  return jnp.where(jnp.isnan(den), jnp.nan, r)
 
 
 def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *, n: int,
                   n_subsets: int = 100, baseline=None, segments: Optional[Array] = None,
-                  chunk_size: Optional[int] = None, explainer=None) -> Array:
+                  chunk_size: Optional[int] = None, explainer=None,
+                  output: str = "prob") -> Array:
   """Sensitivity-n of one explanation (Ancona et al., ICLR 2018).
 
   Args:
     logits_fn: `xb -> logits (B, K)` or a `Predictor`.
-    x: one example, no batch axis.
-    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units).
-    target: the class whose softmax probability is scored.
+    x: one example, no batch axis (integer `x` is promoted to the model's float dtype).
+    attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units), without NaN.
+    target: the class whose score is taken, in `[0, K)` (a traced one outside gives NaN).
     key: PRNG key for the subsets (same key, same subsets, same value).
     n: the number of units removed per subset, `1 <= n < U` (static).
     n_subsets: number of random subsets (static, >= 2).
@@ -79,17 +86,18 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
     chunk_size: optional bound on the number of inputs per model call.
     explainer: optional explainer whose units and baseline are used when not given here
       (`explainers.resolve_units`).
+    output: the score, one of `predictor.OUTPUTS` (default "prob", the softmax probability).
 
   Returns:
-    The correlation, a scalar in [-1, 1].
+    The correlation, a scalar in [-1, 1] (NaN, see the module docstring).
   """
   segments, baseline = resolve_units(explainer, segments, baseline, where="sensitivity_n")
+  x = promote_input(logits_fn, x)
   phi, n_units = flat_attribution(x, attribution, segments)
   removed = random_subsets(key, n_units, n, n_subsets).astype(x.dtype)  # (S, U)
   z = jnp.concatenate([jnp.ones((1, n_units), x.dtype), 1.0 - removed], axis=0)
-  probs = jnp.exp(masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target,
-                                          baseline=baseline, segments=segments,
-                                          chunk_size=chunk_size))
+  probs = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
+                                  segments=segments, chunk_size=chunk_size, output=output)
   drop = probs[0] - probs[1:]
   mass = removed @ phi.astype(x.dtype)
   return pearson(mass, drop)
@@ -98,12 +106,18 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
 def batch_sensitivity_n(logits_fn, xb: Array, attributions: Array, targets: Array, key: Array, *,
                         n: int, n_subsets: int = 100, baseline=None,
                         segments: Optional[Array] = None,
-                        chunk_size: Optional[int] = None, explainer=None) -> Array:
-  """Vmapped `sensitivity_n` with one key per example (`jax.random.split(key, B)`): `(B,)`."""
+                        chunk_size: Optional[int] = None, explainer=None,
+                        output: str = "prob") -> Array:
+  """Vmapped `sensitivity_n` with one key per example (`jax.random.split(key, B)`): `(B,)`.
+
+  Concrete `targets` outside `[0, K)` raise ValueError; traced ones give NaN entries.
+  """
+  xb = promote_input(logits_fn, xb, batched=True)
   chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
+  targets = check_batch_targets(logits_fn, xb, targets)
   segments, baseline = resolve_units(explainer, segments, baseline, where="batch_sensitivity_n")
   keys = jax.random.split(key, xb.shape[0])
   fn = lambda x, a, t, k: sensitivity_n(
       logits_fn, x, a, t, k, n=n, n_subsets=n_subsets, baseline=baseline, segments=segments,
-      chunk_size=chunk_size)
+      chunk_size=chunk_size, output=output)
   return jax.vmap(fn)(xb, attributions, targets, keys)

@@ -15,17 +15,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax import masking
-from idexpo_jax.curves import flat_attribution
+from idexpo_jax.curves import flat_attribution, nan_attribution
 from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import as_logits_fn, target_log_prob
+from idexpo_jax.predictor import as_logits_fn, check_positive, poison, promote_input
 
 Array = jax.Array
 
 
 def soft_step_counts(n_units: int, n_steps: int, fraction: float) -> tuple[int, int]:
   """`(Δ, M)`: units per soft step and the number of soft steps (SPEC §2 step 2)."""
-  if n_steps < 1:
-    raise ValueError(f"`n_steps` must be >= 1; got {n_steps}.")
+  if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+    raise ValueError(f"`n_steps` must be an int >= 1; got {n_steps!r}.")
   if not 0.0 < fraction <= 1.0:
     raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
   delta = max(n_units // n_steps, 1)
@@ -46,8 +46,12 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   computed per example under `stop_gradient`. With `log_softmax=True` the attribution is first
   mapped through `log_softmax`; this shifts every unit by the same amount, so the masks are
   unchanged and only the gradient differs (the reference default).
+
+  `temperature` must be positive: a concrete `τ <= 0` raises ValueError (0 gives constant ½ masks,
+  a negative one inverts them); a traced one gives NaN masks.
   """
-  phi = attribution.reshape(-1)
+  temperature_ok = check_positive(temperature, "temperature")
+  phi = jnp.asarray(attribution).reshape(-1)
   n_units = phi.shape[0]
   if n_units < 2:
     # One unit: nothing to rank, no soft step fits (m·Δ < U); a single all-or-nothing step.
@@ -63,20 +67,23 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   n_pos = pos.sum().astype(srt.dtype)
   scale = jnp.where(n_pos > 0, jnp.where(pos, gaps, 0.0).sum() / jnp.maximum(n_pos, 1.0), 1.0)
   scale = jax.lax.stop_gradient(scale)
-  return jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale)
+  return poison(jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale),
+                temperature_ok)
 
 
 def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
                 segments: Optional[Array] = None, n_steps: int = 64, fraction: float = 0.5,
                 temperature: float = 1.0, log_softmax: bool = True,
                 chunk_size: Optional[int] = None, explainer=None):
-  """Soft insertion and deletion curves in log-probability.
+  """Soft insertion and deletion curves in log-probability (needs a model with `K >= 2` logits).
 
   Args: see `soft_insertion_deletion`.
 
   Returns:
-    `(log_p_ins (M,), log_p_del (M,), log_p_clean ())` for steps `m = 1..M`.
+    `(log_p_ins (M,), log_p_del (M,), log_p_clean ())` for steps `m = 1..M`; NaN for a traced
+    target outside `[0, K)` or a traced attribution with a NaN.
   """
+  x = promote_input(logits_fn, x)
   logits_fn = as_logits_fn(logits_fn)
   segments, baseline = resolve_units(explainer, segments, baseline, where="soft_curves")
   phi, _ = flat_attribution(x, attribution, segments)
@@ -86,13 +93,16 @@ def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=Non
   z = jnp.concatenate([alpha, 1.0 - alpha, jnp.ones((1, phi.shape[0]), alpha.dtype)], axis=0)
   log_p = masking.evaluate_masked(logits_fn, x, z.astype(x.dtype), target, baseline=baseline,
                                   segments=segments, chunk_size=chunk_size)
+  log_p = poison(nan_attribution(phi, log_p), check_positive(temperature, "temperature"))
   return log_p[:n_soft], log_p[n_soft:2 * n_soft], log_p[-1]
 
 
 def log1m_exp(log_p: Array) -> Array:
   """`log(1 − exp(log_p))` computed stably for `log_p ≤ 0`."""
-  log_p = jnp.minimum(log_p, -1e-7)
-  return jnp.where(log_p > -0.6931472, jnp.log(-jnp.expm1(log_p)), jnp.log1p(-jnp.exp(log_p)))
+  clipped = jnp.minimum(log_p, -1e-7)
+  out = jnp.where(clipped > -0.6931472, jnp.log(-jnp.expm1(clipped)),
+                  jnp.log1p(-jnp.exp(clipped)))
+  return jnp.where(jnp.isnan(log_p), log_p, out)  # NaN stays NaN (see `predictor.poison`)
 
 
 def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
@@ -108,16 +118,20 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
   As `temperature → ∞` the soft curves equal the hard curves of `insertion_deletion_curves` at
   `k = mΔ` (for attributions without ties at the thresholds).
 
+  Invalid values known only inside `jit` give NaN losses: a traced `target` outside `[0, K)`, a
+  traced attribution with a NaN, a traced `temperature <= 0`. Concrete ones raise ValueError.
+
   Args:
-    logits_fn: `xb -> logits (B, K)` or a `Predictor`.
-    x: one example (image `(H, W, C)` or tabular `(D,)`), no batch axis.
+    logits_fn: `xb -> logits (B, K)` with `K >= 2`, or a `Predictor`.
+    x: one example (image `(H, W, C)` or tabular `(D,)`), no batch axis; integer `x` is promoted
+      to the model's float dtype.
     attribution: one score per unit, differentiable.
-    target: the class scored (training: the label).
+    target: the class scored (training: the label), in `[0, K)`.
     baseline: broadcastable to `x` (`None`: the explainer's).
     segments: optional `(H, W)` unit ids (`None`: the explainer's, if any).
     n_steps: number of steps over all units (reference: 64).
     fraction: largest kept/removed fraction (reference: 0.5).
-    temperature: sigmoid temperature `τ` (reference: 1).
+    temperature: sigmoid temperature `τ > 0` (reference: 1).
     deletion: "ratio" or "direct".
     log_softmax: map the attribution through log-softmax first (reference default).
     chunk_size: optional bound on inputs per model call.
@@ -134,7 +148,7 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
       fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
       explainer=explainer)
   if lp_ins.shape[0] == 0:
-    zero = jnp.zeros((), x.dtype)
+    zero = jnp.where(jnp.isnan(lp_x), jnp.nan, 0.0).astype(x.dtype)  # NaN: invalid traced target
     return zero, zero
   cins = -lp_ins.mean()
   if deletion == "ratio":

@@ -178,3 +178,65 @@ def test_wrong_inputs_name_the_argument():
   with pytest.raises(ValueError, match="`attributions`"):
     _traced(curves.batch_insertion_deletion, logits_fn, xb, jnp.zeros((3, 16)),
             jnp.zeros((2,), jnp.int32), **kw)
+
+
+# --- Loud edges (issue 13): targets, NaN attributions, steps, outputs, integer inputs.
+
+
+def _linear_problem():
+  rng = np.random.default_rng(7)
+  w = jnp.asarray(rng.normal(size=(16, 3)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(4, 4, 1)), jnp.float32)
+  phi = jnp.asarray(rng.normal(size=(16,)), jnp.float32)
+  return (lambda xb: xb.reshape(xb.shape[0], -1) @ w), x, phi, w
+
+
+@pytest.mark.parametrize("target", [-1, 3])
+def test_target_out_of_range_raises_eagerly_and_gives_nan_curves_when_traced(target):
+  fn, x, phi, _ = _linear_problem()
+  kw = dict(baseline=0.0, step=4)
+  with pytest.raises(ValueError, match="`target`"):
+    curves.insertion_deletion_curves(fn, x, phi, target, **kw)
+  _, ins, dele = jax.jit(lambda t: curves.insertion_deletion_curves(fn, x, phi, t, **kw))(target)
+  assert np.isnan(ins).all() and np.isnan(dele).all()
+  with pytest.raises(ValueError, match="`targets`"):
+    curves.batch_insertion_deletion(fn, x[None], phi[None], jnp.asarray([target]), **kw)
+
+
+def test_nan_attribution_raises_eagerly_and_gives_nan_curves_when_traced():
+  fn, x, phi, _ = _linear_problem()
+  bad = phi.at[3].set(jnp.nan)
+  with pytest.raises(ValueError, match="`attribution`.*NaN"):
+    curves.insertion_deletion_curves(fn, x, bad, 1, baseline=0.0, step=4)
+  with pytest.raises(ValueError, match="`attributions`.*NaN"):
+    curves.batch_insertion_deletion(fn, x[None], bad[None], jnp.asarray([1]), baseline=0.0, step=4)
+  _, ins, dele = jax.jit(lambda a: curves.insertion_deletion_curves(fn, x, a, 1, baseline=0.0,
+                                                                    step=4))(bad)
+  assert np.isnan(ins).all() and np.isnan(dele).all()
+
+
+@pytest.mark.parametrize("step", [1.5, 2.0, True])
+def test_step_must_be_an_int(step):
+  fn, x, phi, _ = _linear_problem()
+  with pytest.raises(ValueError, match="`step`"):
+    curves.insertion_deletion_curves(fn, x, phi, 1, baseline=0.0, step=step)
+
+
+def test_raw_output_scores_a_regression_model_and_integer_x_is_promoted():
+  _, x, phi, w = _linear_problem()
+  regression = lambda xb: xb.reshape(xb.shape[0], -1) @ w[:, 0]
+  fr, ins, dele = curves.insertion_deletion_curves(regression, x, phi, 0, baseline=0.0, step=4,
+                                                   output="raw")
+  order = np.argsort(-np.asarray(phi), kind="stable")
+  xs, ws = np.asarray(x, np.float64).reshape(-1), np.asarray(w[:, 0], np.float64)
+  ref_ins = [(xs * ws)[order[:k]].sum() for k in (0, 4, 8, 12, 16)]
+  np.testing.assert_allclose(ins, ref_ins, atol=1e-5)
+  np.testing.assert_allclose(dele, (xs * ws).sum() - np.asarray(ref_ins), atol=1e-5)
+  xi = (jnp.arange(16).reshape(4, 4, 1) % 4).astype(jnp.int32)
+  out_i = curves.insertion_deletion_curves(regression, xi, phi, 0, baseline=0.5, step=4,
+                                           output="raw")
+  out_f = curves.insertion_deletion_curves(regression, xi.astype(jnp.float32), phi, 0,
+                                           baseline=0.5, step=4, output="raw")
+  np.testing.assert_array_equal(np.stack(out_i), np.stack(out_f))
+  with pytest.raises(ValueError, match="output='raw'"):
+    curves.insertion_deletion_curves(regression, x, phi, 0, baseline=0.0, step=4)

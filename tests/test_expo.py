@@ -138,3 +138,21 @@ def test_bad_input_raises_naming_the_argument(reg, kwargs, name):
   args.update(kwargs)
   with pytest.raises(ValueError, match=name):
     reg(args.pop("logits_fn"), args.pop("xb"), args.pop("key"), **args)
+
+
+# --- Loud edges (issue 13): scales given as arrays, traced scales, empty batches.
+
+
+@pytest.mark.parametrize("fn,scale", [(expo_fidelity, "sigma"), (expo_fidelity_1d, "sigma"),
+                                      (expo_stability, "radius")])
+def test_scales_and_batches_are_checked(fn, scale):
+  model = lambda xb: jnp.sin(xb @ jnp.ones((3, 2)))
+  xb = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+  for bad in (0.0, jnp.asarray(0.0), np.float32(-0.5)):
+    with pytest.raises(ValueError, match=f"`{scale}`"):
+      fn(model, xb, jax.random.PRNGKey(0), **{scale: bad})
+  assert np.isnan(jax.jit(lambda s: fn(model, xb, jax.random.PRNGKey(0), **{scale: s})[0])(-1.0))
+  with pytest.raises(ValueError, match="`xb`"):
+    fn(model, xb[:0], jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match="`n_neighbors`"):
+    fn(model, xb, jax.random.PRNGKey(0), n_neighbors=25.0)

@@ -163,3 +163,61 @@ def test_wrong_inputs_name_the_argument():
   flat = Predictor(lambda xb: xb.reshape(xb.shape[0], -1), lambda a: a[:, :K])
   with pytest.raises(ValueError, match="`features`"):
     traced(grad_cam, flat, jnp.zeros((H, W, C)), 0)
+
+
+# --- Loud edges (issue 13): bare logits functions, targets, outputs, integer images.
+
+
+def test_a_bare_logits_function_raises_type_error():
+  from idexpo_jax.predictor import as_predictor
+  logits_fn = linear_predictor(_params("linear"))
+  for model in (lambda xb: logits_fn(xb), as_predictor(lambda xb: logits_fn(xb))):
+    with pytest.raises(TypeError, match=r"Predictor\(features, head\)"):
+      grad_cam(model, _x(), 0)
+    with pytest.raises(TypeError, match=r"Predictor\(features, head\)"):
+      grad_cam_batch(model, _x()[None], jnp.zeros((1,), jnp.int32))
+
+
+@pytest.mark.parametrize("target", [-1, K, 10])
+def test_target_out_of_range_raises_eagerly_and_gives_nan_maps_when_traced(target):
+  pred = linear_predictor(_params("linear"))
+  with pytest.raises(ValueError, match=r"`target.*\[0, 4\)"):
+    grad_cam(pred, _x(), target)
+  with pytest.raises(ValueError, match="`targets`"):
+    grad_cam_batch(pred, jnp.stack([_x(), _x(seed=2)]), jnp.asarray([0, target]))
+  cams = jax.jit(lambda t: grad_cam_batch(pred, jnp.stack([_x(), _x(seed=2)]), t))(
+      jnp.asarray([1, target]))
+  np.testing.assert_allclose(cams[0], np.kron(closed_form_cam(_params("linear"), _x(), 1),
+                                              np.ones((2, 2))), atol=1e-6)
+  assert np.isnan(cams[1]).all()
+  assert np.isnan(jax.jit(lambda t: grad_cam(pred, _x(), t))(target)).all()
+
+
+def test_float_target_raises_type_error():
+  with pytest.raises(TypeError, match="`targets`"):
+    grad_cam(linear_predictor(_params("linear")), _x(), 1.0)
+
+
+def test_outputs_differentiate_the_chosen_score():
+  params = _params("linear")
+  pred = linear_predictor(params)
+  np.testing.assert_array_equal(grad_cam(pred, _x(), 2, output="raw"), grad_cam(pred, _x(), 2))
+  # log p_y = l_y − logsumexp(l): its CAM weights are W_y − Σ_k p_k W_k (finite differences below).
+  cam = grad_cam(pred, _x(), 2, upsample="nearest", output="log_prob")
+  v, w, c = (np.asarray(p, np.float64) for p in params)
+  a = np.tanh(np.asarray(_x(), np.float64) @ v)
+  a = a.reshape(4, 2, 4, 2, F).mean(axis=(1, 3))
+  logits = a.mean((0, 1)) @ w + c
+  p = np.exp(logits - logits.max())
+  p /= p.sum()
+  ref = np.maximum((a * (w[:, 2] - w @ p)).sum(-1) / 16, 0.0)
+  np.testing.assert_allclose(cam, np.kron(ref, np.ones((2, 2))), atol=1e-6)
+  one = Predictor(_features(params[0]), lambda a: a.mean(axis=(1, 2)) @ params[1][:, :1])
+  with pytest.raises(ValueError, match="`output='prob'`"):
+    grad_cam(one, _x(), 0, output="prob")
+
+
+def test_integer_image_is_promoted():
+  pred = linear_predictor(_params("linear"))
+  x = (jnp.arange(H * W * C).reshape(H, W, C) % 3).astype(jnp.int32)
+  np.testing.assert_array_equal(grad_cam(pred, x, 1), grad_cam(pred, x.astype(jnp.float32), 1))

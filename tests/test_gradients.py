@@ -60,3 +60,20 @@ def test_wrong_inputs_name_the_argument():
   dense = lambda xb: xb @ jnp.ones((6, 3))  # like a Dense layer: maps (1, 2, 6) to (1, 2, 3)
   with pytest.raises(ValueError, match="`x`"):  # a batch instead of one example
     jax.jit(lambda x: input_gradients(dense, x))(jnp.zeros((2, 6)))
+
+
+# --- Loud edges (issue 13): one-output models, integer inputs.
+
+
+@pytest.mark.parametrize("reduce", ["sum_log_prob", "max_prob"])
+def test_a_one_output_model_raises_instead_of_a_zero_gradient(reduce):
+  logits_fn, _, _, x = _model((5,), n_classes=1)
+  with pytest.raises(ValueError, match=f"`reduce='{reduce}'`.*K >= 2"):
+    input_gradients(logits_fn, jnp.asarray(x, jnp.float32), reduce=reduce)
+
+
+def test_integer_input_is_promoted():
+  logits_fn, _, _, _ = _model((5,))
+  xi = jnp.arange(5) - 2
+  np.testing.assert_array_equal(input_gradients(logits_fn, xi),
+                                input_gradients(logits_fn, xi.astype(jnp.float32)))

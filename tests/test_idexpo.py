@@ -87,3 +87,36 @@ def test_wrong_shapes_name_the_argument():
   with pytest.raises(ValueError, match="`attribution`"):  # explainer returns the wrong size
     jax.jit(lambda: idexpo_penalty(_predictor(params), xb, yb, jax.random.key(0),
                                    explainer=lambda *a: jnp.zeros((5,)), **KW))()
+
+
+# --- Loud edges (issue 13): labels out of range, empty batches, bare logits functions.
+
+
+@pytest.mark.parametrize("label", [-1, 4])
+def test_labels_out_of_range_raise_eagerly_and_give_a_nan_penalty_when_traced(label):
+  params, xb, _ = _setup()
+  yb = jnp.asarray([0, label, 1], jnp.int32)
+  with pytest.raises(ValueError, match=r"`yb` must be in \[0, 4\)"):
+    idexpo_penalty(_predictor(params), xb, yb, jax.random.key(0), explainer=grad_cam, **KW)
+  pen, aux = jax.jit(lambda y: idexpo_penalty(_predictor(params), xb, y, jax.random.key(0),
+                                              explainer=grad_cam, **KW))(yb)
+  assert np.isnan(pen) and np.isnan(aux["cins"]) and np.isnan(aux["cdel"])
+
+
+def test_empty_batch_and_a_bare_logits_function_for_grad_cam_raise():
+  params, xb, yb = _setup()
+  with pytest.raises(ValueError, match="`yb`.*B >= 1"):
+    idexpo_penalty(_predictor(params), xb[:0], yb[:0], jax.random.key(0), explainer=grad_cam,
+                   **KW)
+  with pytest.raises(TypeError, match=r"Predictor\(features, head\)"):
+    idexpo_penalty(lambda b: _predictor(params)(b), xb, yb, jax.random.key(0),
+                   explainer=grad_cam, **KW)
+
+
+def test_integer_images_are_promoted():
+  params, xb, yb = _setup()
+  xi = (jnp.arange(xb.size).reshape(xb.shape) % 3).astype(jnp.int32)
+  a = idexpo_penalty(_predictor(params), xi, yb, jax.random.key(0), explainer=grad_cam, **KW)
+  b = idexpo_penalty(_predictor(params), xi.astype(jnp.float32), yb, jax.random.key(0),
+                     explainer=grad_cam, **KW)
+  np.testing.assert_array_equal(a[0], b[0])

@@ -419,3 +419,64 @@ def test_sampling_regime_just_above_the_minimum_is_exact_for_a_linear_logit():
   phi = jax.jit(lambda x: kernel_shap(lambda xb: xb @ w, x, 1, jax.random.PRNGKey(0),
                                       baseline=0.0, n_samples=64, output="logit"))(x)
   np.testing.assert_allclose(phi, w[:, 1] * x, atol=1e-5)
+
+
+# --- Loud edges (issue 13): outputs, targets, integer inputs, half precision.
+
+
+@pytest.mark.parametrize("columns", [0, 1])
+@pytest.mark.parametrize("n_samples", [None, 40])  # exact enumeration, sampling
+def test_raw_output_of_a_linear_regression_is_weight_times_displacement(columns, n_samples):
+  d = 5
+  w = np.random.default_rng(1).normal(size=(d,))
+  model = lambda b: (b @ jnp.asarray(w, b.dtype)).reshape((-1,) + (1,) * columns)
+  x, base = jnp.linspace(-1.0, 2.0, d), jnp.linspace(0.5, -0.5, d)
+  kw = {} if n_samples is None else dict(n_samples=n_samples)
+  phi = kernel_shap(model, x, 0, jax.random.PRNGKey(0), baseline=base, output="raw", **kw)
+  np.testing.assert_allclose(phi, w * (np.asarray(x, np.float64) - np.asarray(base)), atol=1e-5)
+  with pytest.raises(ValueError, match=r"`output='prob'`.*output='raw'"):
+    kernel_shap(model, x, 0, jax.random.PRNGKey(0), baseline=base)
+
+
+def test_log_prob_output_equals_brute_force_shapley_of_log_p():
+  params = init_params(jax.random.PRNGKey(3), 4)
+  x, base = jnp.linspace(-1.0, 1.0, 4), jnp.zeros(4)
+  value = numpy_value(params, "prob", 2)
+  ref = brute_force_shapley(lambda xb: np.log(value(xb)), np.asarray(x, np.float64),
+                            np.asarray(base, np.float64), np.arange(4))
+  phi = kernel_shap(functools.partial(logits, params), x, 2, jax.random.PRNGKey(0), baseline=base,
+                    output="log_prob")
+  np.testing.assert_allclose(phi, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", [-1, 3])
+def test_target_out_of_range_raises_eagerly_and_gives_nan_under_jit(target):
+  fn = functools.partial(logits, init_params(jax.random.PRNGKey(0), 6))
+  x = jnp.linspace(-1.0, 1.0, 6)
+  with pytest.raises(ValueError, match="`target`"):
+    kernel_shap(fn, x, target, jax.random.PRNGKey(0), baseline=0.0)
+  for n_samples in (20, 512):  # sampling and exact regimes
+    phi = jax.jit(lambda t: kernel_shap(fn, x, t, jax.random.PRNGKey(0), baseline=0.0,
+                                        n_samples=n_samples))(target)
+    assert np.isnan(phi).all()
+
+
+def test_integer_input_is_explained_as_the_same_float_input():
+  fn = functools.partial(logits, init_params(jax.random.PRNGKey(0), 6))
+  x = jnp.arange(6) - 2
+  phi = kernel_shap(fn, x, 1, jax.random.PRNGKey(0), baseline=0.5)
+  assert phi.dtype == jnp.float32
+  np.testing.assert_array_equal(phi, kernel_shap(fn, x.astype(jnp.float32), 1,
+                                                 jax.random.PRNGKey(0), baseline=0.5))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_model_is_solved_in_float32(dtype):
+  d = 5
+  w = np.random.default_rng(2).normal(size=(d, 2))
+  x = jnp.linspace(-1.0, 1.0, d)
+  model = lambda b: b.astype(dtype) @ jnp.asarray(w, dtype)
+  phi = kernel_shap(model, x, 1, jax.random.PRNGKey(0), baseline=0.0, output="logit")
+  assert phi.dtype == dtype
+  np.testing.assert_allclose(np.asarray(phi, np.float64), w[:, 1] * np.asarray(x), rtol=3e-2,
+                             atol=3e-2)

@@ -185,3 +185,89 @@ def test_bad_arguments_raise_naming_them(kwargs, name):
   target = args.pop("target")
   with pytest.raises(ValueError, match=name):
     lime(fn, x, target, jax.random.PRNGKey(0), **args)
+
+
+# --- Loud edges (issue 13): outputs, targets, integer inputs, options, half precision.
+
+
+def _ridge_reference(z, f, w, ridge):
+  return sklearn.linear_model.Ridge(alpha=ridge).fit(
+      np.asarray(z, np.float64), np.asarray(f, np.float64),
+      sample_weight=np.asarray(w, np.float64)).coef_
+
+
+@pytest.mark.parametrize("columns", [0, 1])  # a regression model returning (B,) or (B, 1)
+def test_raw_output_explains_a_regression_model(columns):
+  w = np.random.default_rng(0).normal(size=(D,))
+  model = lambda b: (b @ jnp.asarray(w, b.dtype)).reshape((-1,) + (1,) * columns)
+  x = jnp.linspace(-1.0, 1.0, D)
+  key = jax.random.PRNGKey(2)
+  kw = dict(baseline=0.0, n_samples=200, distance="euclidean", output="raw")
+  s = lime_samples(model, x, 0, key, **kw)
+  f = (np.asarray(s.z, np.float64) * np.asarray(x, np.float64)) @ w  # the model's own output
+  np.testing.assert_allclose(s.f, f, atol=1e-5)
+  np.testing.assert_allclose(lime(model, x, 0, key, **kw), _ridge_reference(s.z, f, s.weights, 1.0),
+                             atol=1e-4)
+  with pytest.raises(ValueError, match=r"`output='prob'`.*output='raw'"):
+    lime(model, x, 0, key, baseline=0.0, n_samples=20)  # a softmax of one output is constant
+
+
+def test_raw_output_of_a_probability_model_is_not_softmaxed_again():
+  fn, x, b, seg = problem(True)
+  key = jax.random.PRNGKey(3)
+  kw = dict(segments=seg, baseline=b, n_samples=100)
+  probs = lambda xb: jax.nn.softmax(fn(xb), axis=-1)
+  np.testing.assert_allclose(lime(probs, x, 1, key, output="raw", **kw), lime(fn, x, 1, key, **kw),
+                             atol=1e-5)
+  s = lime_samples(fn, x, 1, key, output="log_prob", **kw)
+  np.testing.assert_allclose(lime(fn, x, 1, key, output="log_prob", **kw),
+                             _ridge_reference(s.z, s.f, s.weights, 1.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("target", [-1, N_CLASSES])
+def test_target_out_of_range_raises_eagerly_and_gives_nan_under_jit(target):
+  fn, x, b, seg = problem(True)
+  kw = dict(segments=seg, baseline=b, n_samples=20)
+  with pytest.raises(ValueError, match="`target`"):
+    lime(fn, x, target, jax.random.PRNGKey(0), **kw)
+  phi = jax.jit(lambda t: lime(fn, x, t, jax.random.PRNGKey(0), **kw))(target)
+  assert np.isnan(phi).all()
+  phis = jax.vmap(lambda t: lime(fn, x, t, jax.random.PRNGKey(0), **kw))(jnp.asarray([1, target]))
+  assert np.isfinite(phis[0]).all() and np.isnan(phis[1]).all()
+
+
+def test_integer_image_is_explained_as_the_same_float_image():
+  fn, _, _, seg = problem(True)
+  x = jnp.arange(64, dtype=jnp.int32).reshape(8, 8, 1) % 5
+  kw = dict(segments=seg, baseline=0.5, n_samples=50)
+  key = jax.random.PRNGKey(4)
+  phi = lime(fn, x, 2, key, **kw)
+  assert phi.dtype == jnp.float32
+  np.testing.assert_array_equal(phi, lime(fn, x.astype(jnp.float32), 2, key, **kw))
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(kernel_width=0.0), "kernel_width"),
+                                         (dict(kernel_width=-1.0), "kernel_width"),
+                                         (dict(ridge=-0.5), "ridge")])
+def test_invalid_options_raise_eagerly_and_give_nan_when_traced(kwargs, name):
+  fn, x, b, _ = problem(False)
+  with pytest.raises(ValueError, match=f"`{name}`"):
+    lime(fn, x, 0, jax.random.PRNGKey(0), baseline=b, n_samples=20, **kwargs)
+  (arg, value), = kwargs.items()
+  phi = jax.jit(lambda v: lime(fn, x, 0, jax.random.PRNGKey(0), baseline=b, n_samples=20,
+                               **{arg: v}))(value)
+  assert np.isnan(phi).all()
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_models_are_solved_in_float32(dtype):
+  fn, x, b, seg = problem(True)
+  kw = dict(segments=seg, baseline=b, n_samples=100, output="logit")
+  key = jax.random.PRNGKey(5)
+  half = lambda xb: fn(xb).astype(dtype)
+  phi = lime(half, x, 1, key, **kw)
+  assert phi.dtype == dtype
+  s = lime_samples(half, x, 1, key, **kw)
+  np.testing.assert_allclose(np.asarray(phi, np.float64),
+                             _ridge_reference(s.z, np.asarray(s.f, np.float64), s.weights, 1.0),
+                             rtol=2e-2, atol=2e-2)

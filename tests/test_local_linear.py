@@ -171,3 +171,32 @@ def test_center_option_samples_around_the_centre():
   near = local_linear(cubic, X, key, n_samples=2000)[0]
   far = local_linear(cubic, X, key, n_samples=2000, center=jnp.zeros(D))[0]
   assert np.abs(np.asarray(far) - np.asarray(near)).max() > 0.5
+
+
+# --- Loud edges (issue 13): scales given as arrays, traced scales, empty batches.
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(sigma=0.0), "sigma"),
+                                         (dict(sigma=jnp.asarray(0.0)), "sigma"),
+                                         (dict(sigma=np.float32(-1.0)), "sigma"),
+                                         (dict(kernel_width=jnp.asarray(-2.0)), "kernel_width"),
+                                         (dict(ridge=-1.0), "ridge"),
+                                         (dict(n_samples=10.0), "n_samples")])
+def test_invalid_options_raise_naming_them(kwargs, name):
+  fn = lambda xb: xb @ jnp.ones((3, 2))
+  with pytest.raises(ValueError, match=f"`{name}`"):
+    local_linear(fn, jnp.ones(3), jax.random.PRNGKey(0), **({"n_samples": 10} | kwargs))
+
+
+def test_traced_non_positive_scales_give_nan():
+  fn = lambda xb: xb @ jnp.ones((3, 2))
+  coef, _ = jax.jit(lambda s: local_linear(fn, jnp.ones(3), jax.random.PRNGKey(0), n_samples=10,
+                                           sigma=s))(0.0)
+  assert np.isnan(coef).all()
+  assert np.isnan(jax.jit(lambda s: gaussian_neighbors(jnp.ones(3), jax.random.PRNGKey(0), n=2,
+                                                       sigma=s))(-1.0)).all()
+
+
+def test_empty_batch_raises():
+  with pytest.raises(ValueError, match="`xb`"):
+    model_outputs(lambda xb: xb, jnp.ones((0, 3)))

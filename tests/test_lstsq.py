@@ -107,3 +107,29 @@ def test_singular_system_gives_minimum_norm_solution_not_nan():
   expected = np.linalg.lstsq(sw * zc, sw[:, 0] * fc, rcond=None)[0]  # minimum norm
   assert np.all(np.isfinite(np.asarray(coef)))
   np.testing.assert_allclose(coef, expected, rtol=1e-4, atol=1e-4)
+
+
+# --- Loud edges (issue 13): negative ridge, half precision.
+
+
+def test_negative_ridge_raises_eagerly_and_gives_nan_when_traced():
+  z, f, w = _data()[:3]
+  for ridge in (-1e-3, float("nan")):
+    with pytest.raises(ValueError, match="`ridge`"):
+      weighted_least_squares(z, f, w, ridge=ridge)
+  coef, _ = jax.jit(lambda r: weighted_least_squares(z, f, w, ridge=r))(-1.0)
+  assert np.isnan(coef).all()
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_targets_are_solved_in_float32(dtype):
+  z, f, w = _data(binary=True)[:3]
+  fh = jnp.asarray(f, dtype)
+  coef, intercept = weighted_least_squares(z, fh, w, ridge=0.5)
+  assert coef.dtype == dtype and intercept.dtype == dtype
+  ref = Ridge(alpha=0.5).fit(np.asarray(z, np.float64), np.asarray(fh, np.float64),
+                             sample_weight=np.asarray(w, np.float64))
+  np.testing.assert_allclose(np.asarray(coef, np.float64), ref.coef_, rtol=2e-2, atol=2e-2)
+  phi = constrained_least_squares(z, fh, w, total=jnp.asarray(1.0, dtype),
+                                  offset=jnp.asarray(0.0, dtype))
+  assert phi.dtype == dtype and abs(float(phi.astype(jnp.float32).sum()) - 1.0) < 2e-2

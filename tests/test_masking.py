@@ -1,5 +1,7 @@
 """Tests of `idexpo_jax.masking` against brute-force NumPy loops."""
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -132,7 +134,7 @@ def test_evaluate_masked_logit_output_matches_numpy(chunk_size):
   assert out.shape == (5,)
   np.testing.assert_allclose(out, ref, atol=1e-5)
   with pytest.raises(ValueError, match="`output`"):
-    masking.evaluate_masked(_linear_logits(w, bias), x, z, 1, baseline=0.0, output="prob")
+    masking.evaluate_masked(_linear_logits(w, bias), x, z, 1, baseline=0.0, output="softmax")
 
 
 def test_wrong_shapes_name_the_argument():
@@ -155,3 +157,71 @@ def test_wrong_shapes_name_the_argument():
     masking.unit_sum(jnp.ones((4, 3)), segments=masking.grid_segments(4, 4, 2))
   with pytest.raises(ValueError, match="cell="):
     masking.grid_segments(4, 4, 0)
+
+
+# --- Loud edges (issue 13): segment ids, non-finite inputs, integer inputs, chunk sizes, outputs.
+
+
+@pytest.mark.parametrize("bad, why", [
+    (np.array([[0, 1], [2, -1]]), "negative"),
+    (np.array([[0, 1], [3, 3]]), "missing"),                # a gap: id 2 unused
+    (np.array([[1, 2], [3, 4]]), "missing"),                # SLIC's labels start at 1
+    (np.array([[0.0, 1.0], [1.0, 0.0]]), "integer"),
+    (np.array([0, 1, 2, 3]), "2-D"),
+])
+def test_segment_ids_must_be_exactly_zero_to_d_minus_one(bad, why):
+  x = jnp.ones((2, 2, 1)) if bad.ndim == 2 else jnp.ones((4,))
+  for call in (lambda: masking.num_units(x.shape, bad),
+               lambda: masking.apply_unit_mask(x, jnp.ones((4,)), 0.0, segments=bad),
+               lambda: masking.unit_sum(jnp.ones((2, 2)), segments=bad)):
+    with pytest.raises(ValueError, match=f"`segments`.*{why}"):
+      call()
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(st.integers(1, 6), st.integers(0, 2 ** 16), st.booleans())
+def test_segment_maps_with_all_ids_pass_and_any_hole_fails(d, seed, shift):
+  rng = np.random.default_rng(seed)
+  seg = rng.permutation(np.resize(np.arange(d), 12)).reshape(3, 4)  # every id 0..d-1 present
+  assert masking.num_units((3, 4, 1), seg) == d
+  bad = seg + 1 if shift else np.where(seg == d - 1, d, seg)  # shifted, or d-1 renamed to d
+  with pytest.raises(ValueError, match="`segments`"):
+    masking.num_units((3, 4, 1), bad)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_removed_units_take_exactly_the_baseline_even_where_x_is_not_finite(value):
+  x = jnp.asarray([1.0, value, 3.0, 4.0])
+  z = jnp.asarray([[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.5]])
+  out = np.asarray(masking.apply_unit_mask(x, z, jnp.asarray([9.0, 8.0, 7.0, 6.0])))
+  np.testing.assert_array_equal(out[0], [1.0, 8.0, 3.0, 6.0])
+  np.testing.assert_array_equal(out[1, :3], [1.0, value, 7.0])  # a kept unit keeps its value
+  assert out[1, 3] == 5.0
+
+
+def test_integer_images_are_masked_in_floating_point():
+  x = jnp.arange(12, dtype=jnp.int32).reshape(2, 2, 3)
+  z = jnp.asarray([0.25, 1.0, 0.0, 0.5])
+  out = masking.apply_unit_mask(x, z, 0.5)
+  ref = masking.apply_unit_mask(x.astype(jnp.float32), z, 0.5)
+  assert out.dtype == jnp.float32
+  np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -2, 1.5, True])
+def test_chunk_size_must_be_a_positive_int(chunk_size):
+  with pytest.raises(ValueError, match="`chunk_size`"):
+    masking.evaluate_masked(lambda b: b, jnp.ones((3,)), jnp.ones((4, 3)), 0, baseline=0.0,
+                            chunk_size=chunk_size)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_evaluate_masked_raw_output_of_a_regression_model(chunk_size):
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.normal(size=(5,)), jnp.float32)
+  w = rng.normal(size=(5,))
+  z = jnp.asarray(rng.integers(0, 2, size=(7, 5)), jnp.float32)
+  ref = (np.asarray(z, np.float64) * np.asarray(x, np.float64)) @ w  # baseline 0
+  for model in (lambda b: b @ jnp.asarray(w, b.dtype), lambda b: (b @ jnp.asarray(w, b.dtype))[:, None]):
+    out = masking.evaluate_masked(model, x, z, 0, baseline=0.0, output="raw", chunk_size=chunk_size)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)

@@ -60,3 +60,69 @@ def test_wrong_inputs_name_the_argument():
     target_log_prob(_head, _xb(), 4)
   with pytest.raises(ValueError, match="`target`"):
     target_log_prob(_head, _xb(), jnp.asarray([0, 1, 2]))
+
+
+# --- Loud edges (issue 13): targets, outputs, input dtypes and positive options.
+
+from idexpo_jax.predictor import (check_positive, promote_input, target_scores)  # noqa: E402
+
+
+@pytest.mark.parametrize("output", ["prob", "log_prob", "logit", "raw"])
+@pytest.mark.parametrize("target", [-1, 4, 100])
+def test_target_out_of_range_raises_eagerly_and_is_nan_when_traced(output, target):
+  with pytest.raises(ValueError, match=r"`target` must be in \[0, 4\)"):
+    target_scores(_head, _xb(), target, output=output)
+  out = jax.jit(lambda t: target_scores(_head, _xb(), t, output=output))(target)
+  assert out.shape == (3,) and np.isnan(out).all()
+  ok = jax.jit(lambda t: target_scores(_head, _xb(), t, output=output))(2)
+  assert np.isfinite(ok).all()
+
+
+def test_float_target_raises_type_error():
+  with pytest.raises(TypeError, match="`target`"):
+    target_scores(_head, _xb(), 1.0)
+
+
+def test_outputs_match_numpy_and_raw_takes_the_output_as_it_is():
+  xb = _xb()
+  logits = np.asarray(xb, np.float64) @ _W
+  log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  for output, ref in [("prob", np.exp(log_p)), ("log_prob", log_p), ("logit", logits),
+                      ("raw", logits)]:
+    np.testing.assert_allclose(target_scores(_head, xb, 1, output=output), ref[:, 1], atol=1e-5)
+  regression = lambda b: b @ jnp.asarray(_W[:, 0], b.dtype)  # (B,)
+  ref = np.asarray(xb, np.float64) @ _W[:, 0]
+  np.testing.assert_allclose(target_scores(regression, xb, 0, output="raw"), ref, atol=1e-5)
+  np.testing.assert_allclose(target_scores(lambda b: regression(b)[:, None], xb, 0, output="raw"),
+                             ref, atol=1e-5)
+  probs = lambda b: jax.nn.softmax(_head(b))  # a model that already returns probabilities
+  np.testing.assert_allclose(target_scores(probs, xb, 1, output="raw"), np.exp(log_p[:, 1]),
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("output", ["prob", "log_prob"])
+def test_softmax_of_one_output_raises_and_suggests_raw(output):
+  with pytest.raises(ValueError, match=r"`output='%s'`.*output='raw'" % output):
+    target_scores(lambda b: b[:, :1], _xb(), 0, output=output)
+  with pytest.raises(ValueError, match="`output`"):
+    target_scores(_head, _xb(), 0, output="softmax")
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_integer_inputs_are_promoted_to_the_models_float_dtype(dtype):
+  model = lambda b: b.astype(dtype) @ jnp.ones((6, 2), dtype)
+  x = jnp.arange(6)
+  assert promote_input(model, x).dtype == dtype
+  assert promote_input(model, x[None], batched=True).dtype == dtype
+  assert promote_input(model, x.astype(jnp.float32)).dtype == jnp.float32  # floats unchanged
+  assert promote_input(lambda b: b, jnp.ones((6,), bool)).dtype == jnp.float32  # int output
+
+
+def test_check_positive_is_loud_when_concrete_and_nan_when_traced():
+  for bad in (0, 0.0, -1.0, np.float32(-2), jnp.asarray(0.0), float("nan"), "1"):
+    with pytest.raises(ValueError, match="`sigma`"):
+      check_positive(bad, "sigma")
+  assert check_positive(0.5, "sigma") is None
+  assert check_positive(0.0, "r", allow_zero=True) is None
+  assert not jax.jit(lambda s: check_positive(s, "sigma"))(-1.0)  # the traced condition
+  assert jax.jit(lambda s: check_positive(s, "sigma"))(2.0)

@@ -209,3 +209,11 @@ def test_find_another_explanation_accumulates_masks_by_or():
     np.testing.assert_array_equal(res.masks[t], refs[t])
     expected = expected | refs[t]
   assert res.annotations[2].sum() > res.annotations[1].sum() > 0
+
+
+def test_empty_batches_raise_instead_of_a_nan_penalty():
+  x, a = _data()
+  with pytest.raises(ValueError, match="`xb`.*non-empty"):
+    rrr_penalty(functools.partial(_mlp, _params()), x[:0], a[:0])
+  with pytest.raises(ValueError, match="`xb`.*non-empty"):
+    explanation_mask(functools.partial(_mlp, _params()), x[:0])

@@ -132,3 +132,52 @@ def test_bad_inputs_raise():
   with pytest.raises(ValueError, match="`attribution`"):
     sensitivity_n(logits_fn, x, jnp.ones(3, jnp.float32), 0, jax.random.key(0), n=2,
                   baseline=0.0)
+
+
+# --- Loud edges (issue 13): traced targets and NaN give NaN (not the zero-variance 0).
+
+
+def _problem():
+  rng = np.random.default_rng(3)
+  w = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  phi = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  return _softmax_linear(w, jnp.zeros(3)), x, phi
+
+
+@pytest.mark.parametrize("target", [-1, 3])
+def test_target_out_of_range_raises_eagerly_and_is_nan_when_traced(target):
+  fn, x, phi = _problem()
+  kw = dict(n=2, n_subsets=10, baseline=0.0)
+  with pytest.raises(ValueError, match="`target`"):
+    sensitivity_n(fn, x, phi, target, jax.random.PRNGKey(0), **kw)
+  assert np.isnan(jax.jit(lambda t: sensitivity_n(fn, x, phi, t, jax.random.PRNGKey(0), **kw))(
+      target))
+  with pytest.raises(ValueError, match="`targets`"):
+    batch_sensitivity_n(fn, x[None], phi[None], jnp.asarray([target]), jax.random.PRNGKey(0), **kw)
+  out = jax.jit(lambda t: batch_sensitivity_n(fn, jnp.stack([x, x]), jnp.stack([phi, phi]), t,
+                                              jax.random.PRNGKey(0), **kw))(jnp.asarray([1, target]))
+  assert np.isfinite(out[0]) and np.isnan(out[1])
+
+
+def test_nan_attribution_raises_eagerly_and_is_nan_when_traced():
+  fn, x, phi = _problem()
+  bad = phi.at[0].set(jnp.nan)
+  kw = dict(n=2, n_subsets=10, baseline=0.0)
+  with pytest.raises(ValueError, match="`attribution`"):
+    sensitivity_n(fn, x, bad, 1, jax.random.PRNGKey(0), **kw)
+  assert np.isnan(jax.jit(lambda a: sensitivity_n(fn, x, a, 1, jax.random.PRNGKey(0), **kw))(bad))
+
+
+def test_raw_output_and_integer_options():
+  fn, x, phi = _problem()
+  regression = lambda xb: fn(xb)[:, 0]
+  with pytest.raises(ValueError, match="`output='prob'`"):
+    sensitivity_n(regression, x, phi, 0, jax.random.PRNGKey(0), n=2, baseline=0.0)
+  # A linear regression model and φ = w ⊙ (x − b): the output change is exactly the mass.
+  w0 = np.asarray(jax.jacobian(lambda v: regression(v[None])[0])(x))
+  r = sensitivity_n(regression, x, jnp.asarray(w0) * x, 0, jax.random.PRNGKey(1), n=3,
+                    n_subsets=20, baseline=0.0, output="raw")
+  np.testing.assert_allclose(r, 1.0, atol=1e-5)
+  with pytest.raises(ValueError, match="`n`"):
+    sensitivity_n(fn, x, phi, 0, jax.random.PRNGKey(0), n=2.0, baseline=0.0)

@@ -314,3 +314,58 @@ def test_fraction_covering_no_step_raises_naming_fraction():
   with pytest.raises(ValueError, match="fraction"):
     soft_curves.soft_insertion_deletion(logits_fn, x, phi, 0, baseline=0.0, fraction=0.1,
                                         n_steps=8)
+
+
+# --- Loud edges (issue 13): temperature, steps, one-output models, traced targets.
+
+soft_insertion_deletion = soft_curves.soft_insertion_deletion
+soft_keep_masks = soft_curves.soft_keep_masks
+
+
+def _tab_problem():
+  rng = np.random.default_rng(11)
+  w = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  phi = jnp.asarray(rng.normal(size=(6,)), jnp.float32)
+  return (lambda xb: xb @ w), x, phi
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])
+def test_temperature_must_be_positive(temperature):
+  fn, x, phi = _tab_problem()
+  kw = dict(baseline=0.0, n_steps=6)
+  with pytest.raises(ValueError, match="`temperature`"):
+    soft_insertion_deletion(fn, x, phi, 1, temperature=temperature, **kw)
+  with pytest.raises(ValueError, match="`temperature`"):
+    soft_keep_masks(phi, temperature=temperature)
+  out = jax.jit(lambda t: soft_insertion_deletion(fn, x, phi, 1, temperature=t, **kw))(temperature)
+  assert np.isnan(out).all()
+
+
+@pytest.mark.parametrize("n_steps", [0, 2.5, True])
+def test_n_steps_must_be_a_positive_int(n_steps):
+  fn, x, phi = _tab_problem()
+  with pytest.raises(ValueError, match="`n_steps`"):
+    soft_insertion_deletion(fn, x, phi, 1, baseline=0.0, n_steps=n_steps)
+
+
+@pytest.mark.parametrize("target", [-1, 3])
+def test_target_out_of_range_raises_eagerly_and_gives_nan_when_traced(target):
+  fn, x, phi = _tab_problem()
+  with pytest.raises(ValueError, match="`target`"):
+    soft_insertion_deletion(fn, x, phi, target, baseline=0.0, n_steps=6)
+  out = jax.jit(lambda t: soft_insertion_deletion(fn, x, phi, t, baseline=0.0, n_steps=6))(target)
+  assert np.isnan(out).all()
+  single = jax.jit(lambda t: soft_insertion_deletion(lambda b: b @ jnp.ones((1, 3)), x[:1],
+                                                     phi[:1], t, baseline=0.0))(target)
+  assert np.isnan(single).all()  # one unit: no soft step, but an invalid target is still NaN
+
+
+def test_one_output_model_raises_and_integer_x_is_promoted():
+  fn, x, phi = _tab_problem()
+  with pytest.raises(ValueError, match="`output='log_prob'`.*output='raw'"):
+    soft_insertion_deletion(lambda b: fn(b)[:, :1], x, phi, 0, baseline=0.0, n_steps=6)
+  xi = jnp.arange(6) - 3
+  np.testing.assert_array_equal(
+      soft_insertion_deletion(fn, xi, phi, 1, baseline=0.5, n_steps=6),
+      soft_insertion_deletion(fn, xi.astype(jnp.float32), phi, 1, baseline=0.5, n_steps=6))
