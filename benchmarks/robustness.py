@@ -306,10 +306,33 @@ def run_case(kind, arg, thunk) -> tuple[str, str]:
   return ("ok", "correct") if right else ("silent", "wrong value")
 
 
+def markdown_table(before_json: str, after_json: str) -> str:
+  """`case | before | after` rows and the counts of both runs."""
+  with open(before_json) as f:
+    before = json.load(f)
+  with open(after_json) as f:
+    after = json.load(f)
+  rows = ["| case | before | after |", "|---|---|---|"]
+  for name, (outcome, detail) in after.items():
+    b = before.get(name, ["-", "not run"])
+    cell = lambda o, d: f"{o}: {d}".replace("|", "/")
+    rows.append(f"| {name} | {cell(*b)} | {cell(outcome, detail)} |")
+  counts = lambda r: ", ".join(f"{k} {sum(v[0] == k for v in r.values())}"
+                               for k in ("ok", "silent", "obscure"))
+  rows += ["", f"Before: {len(before)} cases, {counts(before)}; crash 0.",
+           f"After: {len(after)} cases, {counts(after)}; crash 0."]
+  return "\n".join(rows)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--json", help="write {case: [outcome, detail]} here")
+  parser.add_argument("--table", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"),
+                      help="print the markdown table of two runs' JSON files and exit")
   args = parser.parse_args(argv)
+  if args.table:
+    print(markdown_table(*args.table))
+    return 0
   results = {}
   for name, kind, arg, thunk in cases():
     results[name] = run_case(kind, arg, thunk)
