@@ -37,23 +37,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax import masking
-from idexpo_jax.predictor import as_logits_fn, target_log_prob, target_logit
+from idexpo_jax.predictor import OUTPUTS, as_logits_fn, target_scores
 
 Array = jax.Array
 
-OUTPUTS = ("prob", "log_prob", "logit", "raw")
 QUADRATURES = ("trapezoid", "left", "right", "middle", "gausslegendre")
 
 
 def target_output(logits_fn, xb: Array, target, output: str) -> Array:
-  """The explained output `f` (module docstring) of `target` for every row of `xb`, `(B,)`."""
-  if output == "prob":
-    return jnp.exp(target_log_prob(logits_fn, xb, target))
-  if output == "log_prob":
-    return target_log_prob(logits_fn, xb, target)
-  if output in ("logit", "raw"):
-    return target_logit(logits_fn, xb, target)
-  raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+  """The explained output `f` (module docstring) of `target` for every row of `xb`, `(B,)`.
+
+  `predictor.target_scores`, the one output selection of the library: a concrete `target` outside
+  `[0, K)` raises ValueError, a traced one gives NaN; `"prob"` on a one-output model raises.
+  """
+  return target_scores(logits_fn, xb, target, output=output)
 
 
 def check_gradient_args(x: Array, target, segments, output: str) -> Array:

@@ -100,11 +100,13 @@ class Lime(Explainer):
   distance: str = "cosine"
   ridge: float = 1.0
   chunk_size: Optional[int] = None
+  output: str = "prob"
 
   def __call__(self, model, x: Array, target, key: Array) -> Array:
     return lime(model, x, target, key, segments=self.segments, baseline=self.baseline,
                 n_samples=self.n_samples, kernel_width=self.kernel_width,
-                distance=self.distance, ridge=self.ridge, chunk_size=self.chunk_size)
+                distance=self.distance, ridge=self.ridge, chunk_size=self.chunk_size,
+                output=self.output)
 
 
 @_explainer
@@ -114,14 +116,17 @@ class KernelShap(Explainer):
   segments: Optional[np.ndarray] = None
   baseline: Any
   n_samples: int = 512
+  sampler: str = "kernel"
+  control_variate: bool = False
   paired: bool = True
   output: str = "prob"
   chunk_size: Optional[int] = None
 
   def __call__(self, model, x: Array, target, key: Array) -> Array:
     return kernel_shap(model, x, target, key, segments=self.segments, baseline=self.baseline,
-                       n_samples=self.n_samples, paired=self.paired, output=self.output,
-                       chunk_size=self.chunk_size)
+                       n_samples=self.n_samples, sampler=self.sampler,
+                       control_variate=self.control_variate, paired=self.paired,
+                       output=self.output, chunk_size=self.chunk_size)
 
 
 @_explainer
@@ -137,9 +142,11 @@ class GradCam(Explainer):
   baseline: Any
   upsample: str = "nearest"
   second_order: bool = True
+  output: str = "logit"
 
   def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
-    cam = grad_cam(model, x, target, key, upsample=self.upsample, second_order=self.second_order)
+    cam = grad_cam(model, x, target, key, upsample=self.upsample, second_order=self.second_order,
+                   output=self.output)
     return unit_sum(cam, segments=self.segments)
 
 

@@ -35,12 +35,15 @@ def _batch(seed=0, b=3):
 
 # (object, the pure function with the same options)
 CASES = [
-    (ij.Lime(segments=SEG, baseline=0.1, n_samples=40, ridge=0.5),
-     functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=40, ridge=0.5)),
-    (ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20, output="logit"),
-     functools.partial(ij.kernel_shap, segments=SEG, baseline=0.1, n_samples=20, output="logit")),
-    (ij.GradCam(baseline=0.1, second_order=False),
-     lambda m, x, t, k: ij.grad_cam(m, x, t, k, second_order=False).reshape(-1)),
+    (ij.Lime(segments=SEG, baseline=0.1, n_samples=40, ridge=0.5, output="log_prob"),
+     functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=40, ridge=0.5,
+                       output="log_prob")),
+    (ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20, output="logit", sampler="leverage"),
+     functools.partial(ij.kernel_shap, segments=SEG, baseline=0.1, n_samples=20, output="logit",
+                       sampler="leverage")),
+    (ij.GradCam(baseline=0.1, second_order=False, output="log_prob"),
+     lambda m, x, t, k: ij.grad_cam(m, x, t, k, second_order=False,
+                                    output="log_prob").reshape(-1)),
     (ij.IntegratedGradients(segments=SEG, baseline=0.1, n_steps=5),
      functools.partial(at.integrated_gradients, segments=SEG, baseline=0.1, n_steps=5)),
     (ij.SmoothGrad(segments=SEG, baseline=0.1, n_samples=4, sigma=0.2),
