@@ -74,3 +74,13 @@ def test_configs_are_the_papers_setting():
           c.raw) == ((50, 30), 1e-3, 256, 64, 4, "sum", 1000.0, 1e-4, True)
   assert len(c.lambdas) == 13 and c.lambdas[0] == pytest.approx(1e-4)
   assert not u.raw and u.lam == pytest.approx(1000.0 / 255 ** 2)
+
+
+@pytest.mark.parametrize("field,value", [("lr", -1e-3), ("epochs", 0), ("lambdas", (10.0, -1.0))])
+def test_bad_config_fails_before_any_work_naming_the_field(field, value, tmp_path):
+  cfg = mnist.get_config()
+  cfg.out_dir = str(tmp_path / "out")
+  cfg[field] = value
+  with pytest.raises(ValueError, match=rf"`{field}` must be"):
+    decoy_mnist.run(cfg)
+  assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from experiments.common.compilation_cache import enable_compilation_cache
+from experiments.common.config_check import validate_config
 from idexpo_jax.data.rrr_data import add_decoy, load_decoy_mnist
 from idexpo_jax.models import MLP, functional, predictor_fn
 from idexpo_jax.rrr import rrr_penalty
@@ -109,6 +110,7 @@ def _stats(values) -> dict:
 
 
 def run(cfg) -> dict:
+  validate_config(cfg)  # bad values fail here, naming the field, before any data or training
   rows = {"no_penalty": [], "penalty": [], "clean": []}
   sweep = {float(l): [] for l in cfg.lambdas}
   mean_rows = {"no_penalty": [], "penalty": [], "clean": []}
