@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import all_ok, as_logits_fn, check_positive, poison
+from idexpo_jax.predictor import (all_ok, as_logits_fn, check_positive, check_target, is_traced,
+                                  poison, valid_target)
 
 Array = jax.Array
 
@@ -74,7 +75,8 @@ def model_outputs(logits_fn, xb: Array, *, output: str = "raw",
     xb: inputs `(B, D)`.
     output: "raw", "prob" or "predicted_prob".
     target: int class per row `(B,)` or a scalar, for "predicted_prob" (default: each row's own
-      predicted class).
+      predicted class). A concrete target outside `[0, K)` raises ValueError; a traced one (under
+      `jit`/`vmap`) outside it gives NaN in the rows it selects.
 
   Returns:
     `(B,)` for a single value per row ("raw" with one column, "predicted_prob"), else `(B, K)`.
@@ -96,8 +98,14 @@ def model_outputs(logits_fn, xb: Array, *, output: str = "raw",
     return prob
   if target is None:
     target = jnp.argmax(jax.lax.stop_gradient(out), axis=-1)
-  target = jnp.broadcast_to(jnp.asarray(target, jnp.int32), (xb.shape[0],))
-  return jnp.take_along_axis(prob, target[:, None], axis=1)[:, 0]
+  shape = jnp.shape(target)
+  if shape not in ((), (xb.shape[0],)):
+    raise ValueError(f"`target` must be a scalar or one class index per row, shape "
+                     f"({xb.shape[0]},); got shape {shape}.")
+  target = check_target(target, out.shape[1], shape=shape)
+  target = jnp.broadcast_to(target.astype(jnp.int32), (xb.shape[0],))
+  chosen = jnp.take_along_axis(prob, target[:, None], axis=1)[:, 0]
+  return poison(chosen, valid_target(target, out.shape[1])) if is_traced(target) else chosen
 
 
 def anchor_target(logits_fn, x: Array, output: str, target: Optional[Array]):

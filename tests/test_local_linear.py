@@ -200,3 +200,21 @@ def test_traced_non_positive_scales_give_nan():
 def test_empty_batch_raises():
   with pytest.raises(ValueError, match="`xb`"):
     model_outputs(lambda xb: xb, jnp.ones((0, 3)))
+
+
+def test_predicted_prob_target_out_of_range_raises_or_gives_nan():
+  """A concrete class outside [0, K) raises naming `target`; a traced one poisons its rows."""
+  xb = jnp.stack([X, -X])
+  fn = lambda z: z @ W  # noqa: E731
+  with pytest.raises(ValueError, match="`target`"):
+    model_outputs(fn, xb, output="predicted_prob", target=2)
+  with pytest.raises(ValueError, match="`target`"):
+    model_outputs(fn, xb, output="predicted_prob", target=jnp.asarray([0, 1, 1]))
+  out = jax.jit(lambda t: model_outputs(fn, xb, output="predicted_prob", target=t))(
+      jnp.asarray([1, 5]))
+  prob = jax.nn.softmax(fn(xb), axis=-1)
+  np.testing.assert_allclose(out[0], prob[0, 1], **F32)
+  assert np.isnan(out[1])
+  coef, _ = jax.jit(lambda t: local_linear(fn, X, jax.random.key(0), n_samples=20,
+                                           output="predicted_prob", target=t))(7)
+  assert np.isnan(coef).all()
