@@ -78,6 +78,7 @@ def test_smoke_run_writes_every_cell(tmp_path):
   """Early stopping restores the best validation epoch; the JSON has the issue's structure."""
   cfg = smoke.get_config()
   cfg.methods = ("none", "expo_fidelity")
+  cfg.reg.c_grid = (0.1, 0.05)  # 0.05: the reference's final c for autompgs (`at_paper_c`)
   cfg.out_dir = str(tmp_path)
   with jax.numpy_dtype_promotion("standard"):  # optax's Adam fails under the tests' strict mode
     expo_uci.run(cfg)
@@ -93,4 +94,13 @@ def test_smoke_run_writes_every_cell(tmp_path):
     assert all(b <= e for b, e in zip(cells["best_epoch"], cells["epochs"]))
   assert r["expo_fidelity"]["lime_nf"]["paper"] == 0.011
   assert set(r["expo_fidelity"]["chosen_c"]) <= set(cfg.reg.c_grid)
-  assert (tmp_path / "table.md").read_text().count("| lime_nf |") == 1
+  assert (tmp_path / "table.md").read_text().count("\n| lime_nf |") == 1  # one row per cell
+  # The reference's c is evaluated for every trial; a trial that chose it reports the same model.
+  fixed, fid = r["expo_fidelity"]["at_paper_c"], r["expo_fidelity"]
+  assert fixed["c"] == 0.05 and fixed["lime_nf"]["n"] == 2 and r["none"]["at_paper_c"] is None
+  for t, c in enumerate(fid["chosen_c"]):
+    if c == 0.05:
+      assert fixed["per_trial"][t] == fid["per_trial"][t]
+  np.testing.assert_allclose(fixed["mse"]["mean"],
+                             np.mean([p["mse"] for p in fixed["per_trial"]]), rtol=1e-12)
+  assert "| ExpO-Fidelity | 0.05 |" in (tmp_path / "table.md").read_text()

@@ -269,6 +269,19 @@ def select_c(cfg, val_mse, val_metric, none_val_mse):
   return int(np.argmin(np.where(ok, val_metric, np.inf)))
 
 
+def summarize(per_trial: list, method: str, name: str) -> dict:
+  """`{cell: {"mean", "sd", "n"[, "paper"]}}` over trials (sample sd, as the paper)."""
+  cells = {}
+  for cell in CELLS + EXTRA_CELLS:
+    v = np.array([np.nan if r[cell] is None else r[cell] for r in per_trial], np.float64)
+    v = v[np.isfinite(v)]  # lime_instance_s is not computed when eval.instance_stability is off
+    cells[cell] = {"mean": float(v.mean()) if len(v) else None,
+                   "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+    if method in PAPER and cell in PAPER[method]:
+      cells[cell]["paper"] = PAPER[method][cell][_COLUMN[name]]
+  return cells
+
+
 def test_metrics(cfg, graphdef, params, ds, key, trial: int) -> dict:
   """Every cell of the table for one trained model on its trial's test split."""
   e = cfg.eval
@@ -339,19 +352,24 @@ def run_dataset(cfg, name: str, log, save=None) -> dict:
     select_s = time.time() - t0 - train_s
     per_trial = [test_metrics(cfg, graphdef, member(best, i), sets[t],
                               jax.random.key(1000 + t), t) for t, i in zip(trials, picks)]
-    cells = {}
-    for cell in CELLS + EXTRA_CELLS:
-      v = np.array([np.nan if r[cell] is None else r[cell] for r in per_trial], np.float64)
-      v = v[np.isfinite(v)]  # lime_instance_s is not computed when eval.instance_stability is off
-      cells[cell] = {"mean": float(v.mean()) if len(v) else None,
-                     "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
-      if method in PAPER and cell in PAPER[method]:
-        cells[cell]["paper"] = PAPER[method][cell][_COLUMN[name]]
+    cells = summarize(per_trial, method, name)
+    paper_c = PAPER_C.get(method, {}).get(name)
+    at_paper_c = None
+    if cfg.select.report_paper_c and paper_c in c_list:
+      # The reference's final c (chosen there on test MSE) for every trial: reported beside our
+      # validation choice, never used to choose. A trial whose own choice is that c reuses it.
+      j = c_list.index(paper_c)
+      at_paper_c = {"c": paper_c, "per_trial": [
+          per_trial[t] if picks[t] == t * len(c_list) + j
+          else test_metrics(cfg, graphdef, member(best, t * len(c_list) + j), sets[t],
+                            jax.random.key(1000 + t), t) for t in trials]}
+      at_paper_c.update(summarize(at_paper_c["per_trial"], method, name))
     chosen_models[method] = [member(best, i) for i in picks]
     result["methods"][method] = {
         **cells,
         "chosen_c": [c_list[i % len(c_list)] for i in picks],
-        "paper_c": PAPER_C.get(method, {}).get(name),
+        "paper_c": paper_c,
+        "at_paper_c": at_paper_c,
         "epochs": [int(info["epochs"][i]) for i in picks],
         "best_epoch": [int(info["best_epoch"][i]) for i in picks],
         "stopped_early": [bool(info["stopped"][i]) for i in picks],
@@ -393,6 +411,19 @@ def table(out: dict) -> str:
         row.append(f"{fmt(paper)} / {fmt(c['mean'])} ± {fmt(c['sd'])} / {ratio}")
       lines.append(f"| {cell} | " + " | ".join(row) + " |")
     lines.append("")
+    fixed = {m: v["at_paper_c"] for m, v in methods.items() if v.get("at_paper_c")}
+    if fixed:
+      lines += [f"At the reference's final c (chosen there on test MSE; reported, not used to "
+                f"choose): paper / ours / ratio", "",
+                "| method | c | " + " | ".join(CELLS) + " |", "|---|---|" + "---|" * len(CELLS)]
+      for m, v in fixed.items():
+        row = []
+        for cell in CELLS:
+          c, paper = v[cell], v[cell].get("paper")
+          ratio = f"{c['mean'] / paper:.2f}" if paper and c["mean"] is not None else "–"
+          row.append(f"{fmt(paper)} / {fmt(c['mean'])} ± {fmt(c['sd'])} / {ratio}")
+        lines.append(f"| {NAMES[m]} | {v['c']} | " + " | ".join(row) + " |")
+      lines.append("")
   return "\n".join(lines)
 
 
