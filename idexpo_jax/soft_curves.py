@@ -17,7 +17,8 @@ import numpy as np
 from idexpo_jax import masking
 from idexpo_jax.curves import flat_attribution, nan_attribution
 from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import as_logits_fn, check_positive, poison, promote_input
+from idexpo_jax.predictor import (as_logits_fn, check_positive, model_output, poison,
+                                  promote_input, select_output)
 
 Array = jax.Array
 
@@ -83,6 +84,22 @@ def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=Non
     `(log_p_ins (M,), log_p_del (M,), log_p_clean ())` for steps `m = 1..M`; NaN for a traced
     target outside `[0, K)` or a traced attribution with a NaN.
   """
+  return _soft_curves_and_clean_logits(
+      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
+      fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
+      explainer=explainer)[:3]
+
+
+def _soft_curves_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments,
+                                  n_steps, fraction, temperature, log_softmax, chunk_size,
+                                  explainer):
+  """`soft_curves` and the clean input's logits `(K,)`, all from one batched model call.
+
+  The clean input is the last row of the batch (the all-ones mask, `log_p_clean` of the deletion
+  ratio); its logits are returned as the model gave them (not poisoned by a NaN attribution,
+  on which they do not depend), so a loss can take its cross-entropy from them instead of
+  evaluating the model on the clean input again.
+  """
   x = promote_input(logits_fn, x)
   logits_fn = as_logits_fn(logits_fn)
   segments, baseline = resolve_units(explainer, segments, baseline, where="soft_curves")
@@ -91,10 +108,13 @@ def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=Non
                           log_softmax=log_softmax)
   n_soft = alpha.shape[0]
   z = jnp.concatenate([alpha, 1.0 - alpha, jnp.ones((1, phi.shape[0]), alpha.dtype)], axis=0)
-  log_p = masking.evaluate_masked(logits_fn, x, z.astype(x.dtype), target, baseline=baseline,
-                                  segments=segments, chunk_size=chunk_size)
+  # All logits (the clean row's are returned), each call checked as a softmax score (K >= 2).
+  checked = lambda xb: model_output(logits_fn, xb, output="log_prob")
+  logits = masking.evaluate_masked(checked, x, z.astype(x.dtype), target, baseline=baseline,
+                                   segments=segments, chunk_size=chunk_size, output="logits")
+  log_p = select_output(logits, jnp.asarray(target), "log_prob")
   log_p = poison(nan_attribution(phi, log_p), check_positive(temperature, "temperature"))
-  return log_p[:n_soft], log_p[n_soft:2 * n_soft], log_p[-1]
+  return log_p[:n_soft], log_p[n_soft:2 * n_soft], log_p[-1], logits[-1]
 
 
 def log1m_exp(log_p: Array) -> Array:
@@ -141,18 +161,28 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
   Returns:
     `(cins, cdel)` scalars. With a single unit there is no soft step and both are 0.
   """
+  return _soft_losses_and_clean_logits(
+      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
+      fraction=fraction, temperature=temperature, deletion=deletion, log_softmax=log_softmax,
+      chunk_size=chunk_size, explainer=explainer)[:2]
+
+
+def _soft_losses_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments,
+                                  n_steps, fraction, temperature, deletion, log_softmax,
+                                  chunk_size, explainer):
+  """`soft_insertion_deletion` and the clean input's logits `(K,)` from the same model call."""
   if deletion not in ("ratio", "direct"):
     raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {deletion!r}.")
-  lp_ins, lp_del, lp_x = soft_curves(
+  lp_ins, lp_del, lp_x, logits = _soft_curves_and_clean_logits(
       logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
       fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
       explainer=explainer)
   if lp_ins.shape[0] == 0:
     zero = jnp.where(jnp.isnan(lp_x), jnp.nan, 0.0).astype(x.dtype)  # NaN: invalid traced target
-    return zero, zero
+    return zero, zero, logits
   cins = -lp_ins.mean()
   if deletion == "ratio":
     cdel = (lp_del - lp_x).mean()
   else:
     cdel = -log1m_exp(lp_del).mean()
-  return cins, cdel
+  return cins, cdel, logits

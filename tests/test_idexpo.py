@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from idexpo_jax.grad_cam import grad_cam
@@ -10,6 +11,7 @@ from idexpo_jax.idexpo import idexpo_penalty
 from idexpo_jax.masking import grid_segments
 from idexpo_jax.predictor import Predictor
 from idexpo_jax.soft_curves import soft_insertion_deletion
+from tolerances import F32, f32
 
 KW = dict(baseline=0.1, n_steps=8, fraction=0.5, temperature=2.0)
 
@@ -101,6 +103,7 @@ def test_labels_out_of_range_raise_eagerly_and_give_a_nan_penalty_when_traced(la
   pen, aux = jax.jit(lambda y: idexpo_penalty(_predictor(params), xb, y, jax.random.key(0),
                                               explainer=grad_cam, **KW))(yb)
   assert np.isnan(pen) and np.isnan(aux["cins"]) and np.isnan(aux["cdel"])
+  assert np.isnan(aux["clean_ce"]) and np.isnan(aux["clean_acc"])
 
 
 def test_empty_batch_and_a_bare_logits_function_for_grad_cam_raise():
@@ -120,3 +123,35 @@ def test_integer_images_are_promoted():
   b = idexpo_penalty(_predictor(params), xi.astype(jnp.float32), yb, jax.random.key(0),
                      explainer=grad_cam, **KW)
   np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("deletion,chunk_size", [("ratio", None), ("direct", 5)])
+def test_clean_ce_equals_a_separate_model_call_in_value_and_gradient(deletion, chunk_size):
+  """`aux["clean_ce"]` (the clean row of the soft-curve batch) is the batch's CE: a loss that uses
+  it instead of calling the model again has the same value and gradient (float32 rounding)."""
+  params, xb, _ = _setup(4)
+  pred = np.asarray(_predictor(params)(xb)).argmax(-1)
+  yb = jnp.asarray([pred[0], (pred[1] + 1) % 4, pred[2]], jnp.int32)  # accuracy 2/3
+  key = jax.random.key(5)
+  kw = dict(explainer=grad_cam, deletion=deletion, chunk_size=chunk_size, **KW)
+
+  def separate(p):  # the formulation before `clean_ce`: CE of its own forward pass
+    logits = _predictor(p)(xb)
+    pen, aux = idexpo_penalty(_predictor(p), xb, yb, key, **kw)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+    acc = (logits.argmax(-1) == yb).mean()
+    return ce + 0.3 * pen + 0.1 * aux["attribution_sq"], (ce, acc)
+
+  def shared(p):
+    pen, aux = idexpo_penalty(_predictor(p), xb, yb, key, **kw)
+    return aux["clean_ce"] + 0.3 * pen + 0.1 * aux["attribution_sq"], aux
+
+  (want, (ce, acc)), want_grad = jax.jit(jax.value_and_grad(separate, has_aux=True))(params)
+  (got, aux), got_grad = jax.jit(jax.value_and_grad(shared, has_aux=True))(params)
+  np.testing.assert_allclose(aux["clean_ce"], ce, **F32)
+  np.testing.assert_allclose(aux["clean_acc"], 2 / 3, **F32)
+  np.testing.assert_allclose(acc, 2 / 3, **F32)
+  np.testing.assert_allclose(got, want, **F32)
+  for g, w in zip(got_grad, want_grad):
+    assert np.abs(w).max() > 0
+    np.testing.assert_allclose(g, w, **f32(scale=float(np.abs(w).max())))

@@ -148,3 +148,42 @@ def test_expo_penalties_on_the_reference_conventions():
   cfg.expo_output = "logits"
   with pytest.raises(ValueError, match="expo_output"):
     study.make_penalty("expo_stability", cfg)
+
+
+def test_ce_from_penalty_is_the_same_step_with_one_model_pass_fewer():
+  """`ce_from_penalty`: CE and accuracy from the penalty's clean row give the same step (loss,
+  metrics, updated parameters) as a CE of its own, and the step holds exactly the convolutions of
+  one forward and backward pass of the model fewer."""
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+  import optax
+  from flax import nnx
+
+  from experiments.common import methods
+  from idexpo_jax.models import SmallCNN, functional, predictor_fn
+  from idexpo_jax.train import init_train_state
+  from tolerances import F32, f32
+  graphdef, params, rest = functional(SmallCNN(1, 3, width=2, rngs=nnx.Rngs(0)))
+  x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
+  y = jnp.asarray([0, 1, 2, 1], jnp.int32)
+  batch = study.Batch(x, y, jnp.asarray(0.5), rest)
+  explainer = methods.make_explainer("gradcam", {}, baseline=0.0, image_shape=(8, 8, 1))
+  runs, convs = [], []
+  for shared in (False, True):
+    cfg = ml_collections.ConfigDict(dict(optimizer="sgd", lr=0.1, n_steps=8, fraction=0.5,
+                                         temperature=1.0, lam2=1e-3, ce_from_penalty=shared))
+    step = study.make_finetune_step("idexpo", graphdef, cfg, explainer=explainer, baseline=0.0)
+    state = init_train_state(jax.tree.map(jnp.copy, params), study.make_optimizer(cfg))
+    convs.append(str(step.trace(state, batch, jax.random.key(1)).jaxpr).count("conv_general"))
+    runs.append(step(state, batch, jax.random.key(1)))
+  (old, old_m), (new, new_m) = runs
+  for name in ("loss", "ce", "acc", "penalty", "grad_norm"):
+    np.testing.assert_allclose(new_m[name], old_m[name], **F32)
+  np.testing.assert_allclose(new_m["ce"], new_m["clean_ce"], **F32)
+  for a, b in zip(jax.tree.leaves(old.params), jax.tree.leaves(new.params)):
+    np.testing.assert_allclose(b, a, **f32(scale=float(np.abs(a).max())))
+  ce = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      predictor_fn(graphdef, p, rest)(x), y).mean()
+  one_pass = str(jax.make_jaxpr(jax.grad(ce))(params)).count("conv_general")
+  assert one_pass > 0 and convs[0] - convs[1] == one_pass

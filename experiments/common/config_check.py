@@ -30,6 +30,7 @@ _UNIT_INTERVAL: _Rule = ("a number in (0, 1]", lambda v: _number(v) and 0 < v <=
 _MOMENTUM: _Rule = ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
 _COUNT: _Rule = ("an integer >= 1", lambda v: _int(v) and v >= 1)
 _NONNEG_INT: _Rule = ("an integer >= 0", lambda v: _int(v) and v >= 0)
+_BOOL: _Rule = ("True or False", lambda v: isinstance(v, bool))
 
 
 def _each(rule: _Rule) -> _Rule:
@@ -45,6 +46,7 @@ RULES: dict[str, _Rule] = {
     "steps": _COUNT, "max_steps": _COUNT, "epochs": _COUNT, "batch_size": _COUNT,
     "reg_batch_size": _COUNT, "patience": _COUNT,
     "checkpoint_every": _NONNEG_INT, "eval_every": _NONNEG_INT, "penalty_batch": _NONNEG_INT,
+    "ce_from_penalty": _BOOL,
     "seed": _NONNEG_INT, "data_seed": _NONNEG_INT, "seeds": _each(_NONNEG_INT),
     # Loss weights and soft curves (SPEC §2).
     "lam": _NONNEGATIVE, "lam2": _NONNEGATIVE, "lam_both": _NONNEGATIVE,

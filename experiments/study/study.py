@@ -126,18 +126,25 @@ def make_finetune_step(name: str, graphdef, cfg, *, explainer=None, baseline=Non
 
   The ExpO penalties see the first `cfg.expo_reg_batch` examples of the batch (all when unset),
   as ExpO's separate, smaller regulariser batch (16 beside 128 in its reference); the other
-  penalties see the whole batch.
+  penalties see the whole batch. With `cfg.ce_from_penalty` (default False) the ID-ExpO step takes
+  the cross-entropy and accuracy from the clean inputs its penalty evaluates anyway
+  (`idexpo_penalty`'s `clean_ce`, `clean_acc`): the same loss up to float32 rounding, with one
+  forward and backward pass of the model fewer to compile and run.
   """
   penalty = make_penalty(name, cfg, explainer=explainer, baseline=baseline)
   reg_batch = cfg.get("expo_reg_batch", None) if name.startswith("expo") else None
+  shared_ce = name == "idexpo" and bool(cfg.get("ce_from_penalty", False))
 
   def loss_fn(params, batch: Batch, key):
     predictor = predictor_fn(graphdef, params, batch.rest)
-    ce, aux = _ce_terms(predictor(batch.x), batch.y)
+    if not shared_ce:
+      ce, aux = _ce_terms(predictor(batch.x), batch.y)
     if penalty is None:
       return ce, aux
     xr, yr = batch.x[:reg_batch], batch.y[:reg_batch]
     value, paux = penalty(predictor, xr, yr, key)
+    if shared_ce:  # the penalty saw the whole batch (`reg_batch` is None for ID-ExpO)
+      ce, aux = paux["clean_ce"], {"ce": paux["clean_ce"], "acc": paux["clean_acc"]}
     loss = ce + batch.lam * value + paux.get("fixed_term", 0.0)
     return loss, {**aux, "penalty": value, **paux}
 
