@@ -10,9 +10,15 @@ same process would reuse XLA's in-memory caches):
   cached: JAX retraces in every process) and `compile()` seconds (served from disk when warm).
 * ResNet-18 (CIFAR, stride-2 stem, Grad-CAM on the second stage as in `benchmarks.gpu`), small
   input (32×32×3, B = 8), cold, each `RESNET_CONFIGS` entry in a fresh process, round-robin
-  (`--rounds`, median): the ID-ExpO step (second and first order), the plain CE step and the
-  forward+backward floor of the B·(2M+2) images, so the step's compile can be read against the
-  model's own; the step with `optax.flatten` and under XLA's compile-time options.
+  (`--rounds`, median): the ID-ExpO step as the image experiments run it (CE taken from the
+  penalty's clean row, `idexpo_penalty`'s `clean_ce`; `ce_from_penalty` in the configs) beside
+  the formulation before it (CE of its own forward pass, `*_separate_ce`), for Grad-CAM (second
+  and first order) and for LIME (the CIFAR config: 64 grid cells, 1000 samples in chunks of
+  250); the plain CE step and the forward+backward floor of the B·(2M+2) images, so the step's
+  compile can be read against the model's own; the step at other batch and image sizes (compile
+  time does not depend on them); with `optax.flatten` and under XLA's compile-time options.
+* `--steady`: the steady-state step time of each formulation pair, compiled in one process and
+  run interleaved (`--repeats` calls each, median wall and CPU seconds per step).
 
 Results merge into `benchmarks/results.json` under `"compile"` and render in docs/benchmarks.md.
 """
@@ -61,13 +67,25 @@ def smallcnn_step_compile(cache_dir: str) -> dict:
   return t
 
 
-def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
-  """`(jitted, args)` of a CIFAR ResNet-18 step: "idexpo" (second order), "idexpo_first_order",
-  "ce" or "floor" (jax.grad of the CE over the B·(2M+2) images of the ID-ExpO step). A suffix
+LIME = {"cell": 4, "n_samples": 1000, "chunk_size": 250}  # experiments/image/configs/cifar10.py
+
+
+def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str,
+                lime_options: dict | None = None):
+  """`(jitted, args)` of a CIFAR ResNet-18 step.
+
+  `kind`: "idexpo" (Grad-CAM, second order), "idexpo_first_order", "idexpo_lime" (LIME with
+  `lime_options`, default `LIME`), each with the CE taken from `idexpo_penalty`'s `clean_ce`;
+  the suffix "_separate_ce" computes the CE from a forward pass of its own instead (the
+  formulation before `clean_ce`; the same loss up to float32 rounding); "ce" (plain CE step) or
+  "floor" (jax.grad of the CE over the B·(2M+2) images of the ID-ExpO step). A suffix
   "_flat_opt" wraps the optimizer in `optax.flatten` (one update over the concatenated
-  parameters instead of one per array; the same arithmetic per element)."""
+  parameters instead of one per array; the same arithmetic per element).
+  """
   flat_opt = kind.endswith("_flat_opt")
   kind = kind.removesuffix("_flat_opt")
+  separate_ce = kind.endswith("_separate_ce")
+  kind = kind.removesuffix("_separate_ce")
   import functools
 
   import jax
@@ -93,15 +111,23 @@ def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str):
     _, m = soft_step_counts(size * size, n_steps, 0.5)
     xs, ys = jnp.tile(x, (2 * m + 2, 1, 1, 1)), jnp.tile(y, 2 * m + 2)
     return jax.jit(jax.grad(ce)), (params, xs, ys)
-  explainer = functools.partial(ij.grad_cam, second_order=kind != "idexpo_first_order")
+  segments = None
+  if kind == "idexpo_lime":
+    o = {**LIME, **(lime_options or {})}
+    segments = jnp.asarray(ij.grid_segments(size, size, o["cell"]))
+    explainer = functools.partial(ij.lime, segments=segments, baseline=0.0,
+                                  n_samples=o["n_samples"], chunk_size=o["chunk_size"])
+  else:
+    explainer = functools.partial(ij.grad_cam, second_order=kind != "idexpo_first_order")
 
   def loss(p, b, k):
     if kind == "ce":
       return ce(p, *b), {}
     pred = models.predictor_fn(graphdef, p, rest)
     pen, aux = ij.idexpo_penalty(pred, b[0], b[1], k, explainer=explainer, baseline=0.0,
-                                 n_steps=n_steps, fraction=0.5)
-    return ce(p, *b) + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
+                                 segments=segments, n_steps=n_steps, fraction=0.5)
+    ce_value = ce(p, *b) if separate_ce else aux["clean_ce"]
+    return ce_value + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
 
   opt = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(1e-4, momentum=0.9, nesterov=True))
   if flat_opt:
@@ -115,6 +141,30 @@ def resnet_compile(kind: str, batch: int, width: int, size: int, n_steps: int) -
   jitted, args = resnet_step(batch=batch, width=width, size=size, n_steps=n_steps, kind=kind)
   _, t = timed_compile(jitted, *args)
   return t
+
+
+def steady_pair(kinds: list[str], *, batch: int, width: int, size: int, n_steps: int,
+                repeats: int, lime_options: dict | None = None) -> dict:
+  """Steady-state seconds per step of `kinds`, compiled in this process, called interleaved."""
+  import jax
+  runs = {}
+  for kind in kinds:
+    jitted, (state, b, key) = resnet_step(batch=batch, width=width, size=size, n_steps=n_steps,
+                                          kind=kind, lime_options=lime_options)
+    compiled, _ = timed_compile(jitted, state, b, key)
+    state, metrics = compiled(state, b, key)  # warm-up; also the first step's loss
+    runs[kind] = {"compiled": compiled, "state": state, "batch": b, "key": key,
+                  "first_loss": float(metrics["loss"]), "wall": [], "cpu": []}
+  for _ in range(repeats):
+    for r in runs.values():
+      c0, t0 = time.process_time(), time.perf_counter()
+      r["state"], metrics = r["compiled"](r["state"], r["batch"], r["key"])
+      jax.block_until_ready(metrics)
+      r["wall"].append(time.perf_counter() - t0)
+      r["cpu"].append(time.process_time() - c0)
+  return {kind: {"step_s": statistics.median(r["wall"]), "step_cpu_s": statistics.median(r["cpu"]),
+                 "first_loss": r["first_loss"], "wall": r["wall"], "cpu": r["cpu"]}
+          for kind, r in runs.items()}
 
 
 def _child(args: list[str], env: dict | None = None) -> dict:
@@ -140,42 +190,59 @@ def cache_cold_warm() -> dict:
           "cold": cold, "warm": warm}
 
 
-# (label, kind, XLA_FLAGS) compiled round-robin by default: the library's step against its parts,
-# a first-order step, a flattened optimizer and XLA's compile-time options.
+# (label, kind, XLA_FLAGS, overrides of batch/width/size) compiled round-robin by default: the
+# step before and after `clean_ce` for Grad-CAM and LIME, its parts, other shapes, a flattened
+# optimizer and XLA's compile-time options.
 RESNET_CONFIGS = (
-    ("idexpo", "idexpo", ""),
-    ("idexpo_first_order", "idexpo_first_order", ""),
-    ("ce", "ce", ""),
-    ("floor", "floor", ""),
-    ("idexpo_flat_opt", "idexpo_flat_opt", ""),
-    ("idexpo_fast_compile", "idexpo", "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_COMPILE"),
-    ("idexpo_no_expensive_llvm", "idexpo", "--xla_llvm_disable_expensive_passes=true"),
-    ("idexpo_backend_opt_0", "idexpo", "--xla_backend_optimization_level=0"),
+    ("idexpo_separate_ce", "idexpo_separate_ce", "", {}),
+    ("idexpo", "idexpo", "", {}),
+    ("idexpo_lime_separate_ce", "idexpo_lime_separate_ce", "", {}),
+    ("idexpo_lime", "idexpo_lime", "", {}),
+    ("idexpo_first_order_separate_ce", "idexpo_first_order_separate_ce", "", {}),
+    ("idexpo_first_order", "idexpo_first_order", "", {}),
+    ("ce", "ce", "", {}),
+    ("floor", "floor", "", {}),
+    ("idexpo_b2", "idexpo", "", {"batch": 2}),
+    ("idexpo_b32", "idexpo", "", {"batch": 32}),
+    ("idexpo_size64", "idexpo", "", {"size": 64}),
+    ("idexpo_flat_opt", "idexpo_flat_opt", "", {}),
+    ("idexpo_fast_compile", "idexpo", "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_COMPILE", {}),
+    ("idexpo_no_expensive_llvm", "idexpo", "--xla_llvm_disable_expensive_passes=true", {}),
+)
+
+# Formulation pairs timed by `--steady`: (label, kinds, overrides).
+STEADY_PAIRS = (
+    ("gradcam", ("idexpo_separate_ce", "idexpo"), {}),
+    ("lime", ("idexpo_lime_separate_ce", "idexpo_lime"),
+     {"batch": 2, "lime": {"n_samples": 128, "chunk_size": 64}}),
 )
 
 
 def resnet_cold(configs, *, batch: int, width: int, size: int, n_steps: int,
                 rounds: int = 1) -> dict:
-  """Cold compiles (fresh process, no persistent cache) of `(label, kind, flags)` configs."""
-  out = {"batch": batch, "width": width, "size": size, "n_steps": n_steps, "rounds": rounds,
-         "rows": {}, "load_average_start": list(os.getloadavg())}
-  runs = {label: [] for label, _, _ in configs}
+  """Cold compiles (fresh process, no persistent cache) of `(label, kind, flags, overrides)`."""
+  load_start = list(os.getloadavg())
+  runs = {c[0]: [] for c in configs}
   for _ in range(rounds):  # round-robin, so that every config sees the same load
-    for label, kind, flags in configs:
-      r = _child(["resnet", kind, str(batch), str(width), str(size), str(n_steps)],
+    for label, kind, flags, over in configs:
+      shape = {"batch": batch, "width": width, "size": size, "n_steps": n_steps, **over}
+      r = _child(["resnet", kind, *(str(shape[k]) for k in ("batch", "width", "size",
+                                                             "n_steps"))],
                  env={"XLA_FLAGS": flags})
       _log(f"ResNet-18 {label}: {r}")
       runs[label].append(r)
-  for label, kind, flags in configs:
+  rows = {}
+  for label, kind, flags, over in configs:
     ok = [r for r in runs[label] if "error" not in r]
-    row = {"kind": kind, "xla_flags": flags}
+    row = {"kind": kind, "xla_flags": flags, "rounds": rounds,
+           **{"batch": batch, "width": width, "size": size, "n_steps": n_steps, **over},
+           "load_average_start": load_start, "load_average_end": list(os.getloadavg())}
     if ok:
       row.update({k: statistics.median(r[k] for r in ok) for k in ok[0]}, runs=ok)
     else:
       row.update(runs[label][0])
-    out["rows"][label] = row
-  out["load_average_end"] = list(os.getloadavg())
-  return out
+    rows[label] = row
+  return rows
 
 
 def main(argv=None):
@@ -186,9 +253,10 @@ def main(argv=None):
   p.add_argument("--size", type=int, default=32)
   p.add_argument("--n-steps", type=int, default=64)
   p.add_argument("--configs", default=",".join(c[0] for c in RESNET_CONFIGS),
-                 help="labels of RESNET_CONFIGS to compile")
+                 help="labels of RESNET_CONFIGS to compile (their rows replace the saved ones)")
   p.add_argument("--rounds", type=int, default=1, help="ResNet-18 compiles per kind (median)")
-  p.add_argument("--only", choices=("all", "cache", "resnet"), default="all")
+  p.add_argument("--only", choices=("all", "cache", "resnet", "steady"), default="all")
+  p.add_argument("--repeats", type=int, default=5, help="steady-state calls per kind")
   p.add_argument("--out", default="benchmarks/results.json")
   p.add_argument("--doc", default="docs/benchmarks.md")
   a = p.parse_args(argv)
@@ -196,6 +264,13 @@ def main(argv=None):
     what, *rest = a.child
     if what == "cache":
       r = smallcnn_step_compile(rest[0])
+    elif what == "steady":
+      label, repeats, batch, width, size, n_steps = rest[0], *map(int, rest[1:])
+      _, kinds, over = next(c for c in STEADY_PAIRS if c[0] == label)
+      shape = {"batch": batch, "width": width, "size": size, "n_steps": n_steps,
+               **{k: v for k, v in over.items() if k != "lime"}}
+      r = steady_pair(list(kinds), repeats=repeats, lime_options=over.get("lime"), **shape)
+      r = {"shape": shape, "lime": over.get("lime"), "kinds": r}
     else:
       kind, batch, width, size, n_steps = rest
       r = resnet_compile(kind, int(batch), int(width), int(size), int(n_steps))
@@ -209,9 +284,24 @@ def main(argv=None):
     section["cache"] = cache_cold_warm()
   if a.only in ("all", "resnet"):
     wanted = a.configs.split(",")
-    section["resnet18"] = resnet_cold(
-        [c for c in RESNET_CONFIGS if c[0] in wanted], batch=a.batch, width=a.width,
-        size=a.size, n_steps=a.n_steps, rounds=a.rounds)
+    old = section.get("resnet18", {})
+    rows = old.get("rows", {}) if old.get("version") == 2 else {}
+    rows.update(resnet_cold([c for c in RESNET_CONFIGS if c[0] in wanted], batch=a.batch,
+                            width=a.width, size=a.size, n_steps=a.n_steps, rounds=a.rounds))
+    order = [c[0] for c in RESNET_CONFIGS]
+    section["resnet18"] = {"version": 2, "batch": a.batch, "width": a.width, "size": a.size,
+                           "n_steps": a.n_steps, "lime": LIME,
+                           "rows": dict(sorted(rows.items(), key=lambda kv: order.index(kv[0])
+                                               if kv[0] in order else len(order)))}
+  if a.only in ("all", "steady"):
+    steady = section.get("steady", {})
+    for label, _, _ in STEADY_PAIRS:
+      load = list(os.getloadavg())
+      r = _child(["steady", label, *map(str, (a.repeats, a.batch, a.width, a.size, a.n_steps))])
+      _log(f"steady {label}: {r}")
+      steady[label] = {**r, "repeats": a.repeats, "load_average_start": load,
+                       "load_average_end": list(os.getloadavg())}
+    section["steady"] = steady
   save_section(a.out, a.doc, "compile", section)
   return section
 
