@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import numpy as np
@@ -117,7 +117,7 @@ class KernelShap(Explainer):
   baseline: Any
   n_samples: int = 512
   sampler: str = "kernel"
-  control_variate: bool = False
+  control_variate: Union[bool, str] = False
   paired: bool = True
   output: str = "prob"
   chunk_size: Optional[int] = None
