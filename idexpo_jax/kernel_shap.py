@@ -475,8 +475,11 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
                      f"enumerated over 2^d coalitions); got d={d}.")
   z_all = jnp.concatenate([z, jnp.ones((1, d), x.dtype), jnp.zeros((1, d), x.dtype)])
   fn = as_logits_fn(logits_fn)
+  # The exact and stratified designs have full rank by construction: one Cholesky solve. The
+  # i.i.d. design can repeat coalitions: the rank-revealing solve, NaN when singular.
   solve = functools.partial(constrained_least_squares,
-                            singular="nan" if singular_nan else "min_norm")
+                            singular="nan" if singular_nan else "min_norm",
+                            method="eigh" if singular_nan else "cholesky")
   if not control_variate or exact:
     values = masking.evaluate_masked(fn, x, z_all, target, baseline=baseline, segments=segments,
                                      chunk_size=chunk_size, output=output)

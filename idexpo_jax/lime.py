@@ -5,7 +5,9 @@ a binary unit mask `z ∈ {0,1}^d` (a unit is kept, or replaced by the baseline;
 segments, pixels, or tabular features, see `masking`). For one example:
 
 1. Samples `Z (N, d)`: row 0 all ones (the example itself), the other rows i.i.d. Bernoulli(½)
-   (the `lime` package's image explainer draws `randint(0, 2)` and sets row 0 to ones).
+   (the `lime` package's image explainer draws `randint(0, 2)` and sets row 0 to ones), drawn as
+   random bits (`random_binary_masks`: one 32-bit word gives 32 mask entries); with `paired=True`
+   the rows after row 0 come in antithetic pairs `(z, 1 − z)` (each row still Bernoulli(½)).
 2. Values `f_i = g(apply_unit_mask(x, z_i, baseline))`: by default the softmax probability
    `p_target` (`output="prob"`, `lime`'s classifier_fn); `"log_prob"`, `"logit"` or `"raw"` (the
    model's own output, for regression or a model that returns probabilities) otherwise.
@@ -35,10 +37,12 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from idexpo_jax import masking
 from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import as_logits_fn, check_output, check_positive, poison, promote_input
+from idexpo_jax.predictor import (as_logits_fn, check_output, check_positive, is_traced, poison,
+                                  promote_input)
 
 Array = jax.Array
 
@@ -78,6 +82,24 @@ def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: in
   return masking.num_units(x.shape, segments)
 
 
+def random_binary_masks(key: Array, n_rows: int, n_units: int, *, paired: bool = False,
+                        dtype=jnp.float32) -> Array:
+  """`(n_rows, n_units)` i.i.d. Bernoulli(½) 0/1 entries, unpacked from random 32-bit words.
+
+  Every bit of `jax.random.bits` is an exact fair coin, so one word gives 32 entries (instead of
+  one uniform per entry, as `jax.random.bernoulli` draws). With `paired=True`, rows come in
+  antithetic pairs: rows `2i` are drawn, rows `2i + 1 = 1 − row 2i` (a last odd row is unpaired).
+  """
+  n_draw = -(-n_rows // 2) if paired else n_rows
+  n_bits = n_draw * n_units
+  words = jax.random.bits(key, (-(-n_bits // 32),), jnp.uint32)
+  bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+  z = bits.reshape(-1)[:n_bits].reshape(n_draw, n_units).astype(dtype)
+  if paired:
+    z = jnp.stack([z, 1 - z], axis=1).reshape(2 * n_draw, n_units)[:n_rows]
+  return z
+
+
 def lime_distances(z: Array, *, distance: str = "cosine") -> Array:
   """Distances `D(z_i, 1)` of binary samples `z (N, d)` to the all-ones vector (see the module)."""
   n_kept = z.sum(-1)
@@ -101,7 +123,7 @@ def default_kernel_width(n_units: int, distance: str) -> float:
 def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
                  baseline, n_samples: int = 1000, kernel_width: Optional[float] = None,
                  distance: str = "cosine", chunk_size: Optional[int] = None,
-                 output: str = "prob") -> LimeSamples:
+                 output: str = "prob", paired: bool = False) -> LimeSamples:
   """Draws LIME's samples for one example and evaluates the model on them (steps 1–3).
 
   Args: see `lime`.
@@ -117,7 +139,8 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
   masking.check_baseline(x, baseline)
   width = default_kernel_width(d, distance) if kernel_width is None else kernel_width
   width_ok = check_positive(width, "kernel_width")
-  z = jax.random.bernoulli(key, 0.5, (n_samples, d)).astype(x.dtype).at[0].set(1.0)
+  rest = random_binary_masks(key, n_samples - 1, d, paired=paired, dtype=x.dtype)
+  z = jnp.concatenate([jnp.ones((1, d), x.dtype), rest])
   f = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
                               segments=segments, chunk_size=chunk_size, output=output)
   dist = lime_distances(z, distance=distance)
@@ -127,7 +150,8 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
 
 def lime(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None, baseline,
          n_samples: int = 1000, kernel_width: Optional[float] = None, distance: str = "cosine",
-         ridge: float = 1.0, chunk_size: Optional[int] = None, output: str = "prob") -> Array:
+         ridge: float = 1.0, chunk_size: Optional[int] = None, output: str = "prob",
+         paired: bool = False) -> Array:
   """LIME attribution of one example: the coefficients of a weighted ridge fit (module docstring).
 
   Args:
@@ -151,14 +175,21 @@ def lime(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] =
       of `target`), "log_prob", "logit", or "raw" (the model's output column `target` as it is:
       regression, or a model that already returns probabilities). "prob"/"log_prob" on a model
       with one output raise ValueError.
+    paired: draw the samples after row 0 as antithetic pairs `(z, 1 − z)` (module docstring).
 
   Returns:
     `φ` of shape `(d,)`, one coefficient per unit.
+
+  A concrete `ridge > 0` makes the normal matrix positive definite, so it is solved by one
+  Cholesky factorisation (`lstsq`, `method="cholesky"`); `ridge = 0` or a traced ridge uses the
+  rank-revealing eigendecomposition (minimum-norm when singular).
   """
   samples = lime_samples(logits_fn, x, target, key, segments=segments, baseline=baseline,
                          n_samples=n_samples, kernel_width=kernel_width, distance=distance,
-                         chunk_size=chunk_size, output=output)
-  coef, _ = weighted_least_squares(samples.z, samples.f, samples.weights, ridge=ridge)
+                         chunk_size=chunk_size, output=output, paired=paired)
+  positive = not is_traced(ridge) and np.ndim(ridge) == 0 and float(ridge) > 0
+  coef, _ = weighted_least_squares(samples.z, samples.f, samples.weights, ridge=ridge,
+                                   method="cholesky" if positive else "eigh")
   if kernel_width is not None:  # a traced invalid width: NaN weights, poison the result too
     coef = poison(coef, check_positive(kernel_width, "kernel_width"))
   return coef

@@ -218,13 +218,11 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
     The scores of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
   from idexpo_jax.predictor import (check_output, check_target,  # local: avoids an import cycle
-                                    exp_keep_nan, model_output, target_scores)
+                                    model_output, target_scores)
 
   if output != "logits":
     check_output(output)
   check_chunk_size(chunk_size)
-  # "prob" is exp(log_prob), taken after the chunks (as every caller did before it was an option).
-  score = "log_prob" if output == "prob" else output
 
   def run(zc):
     xm = apply_unit_mask(x, zc, baseline, segments=segments)
@@ -232,7 +230,7 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
       out = model_output(logits_fn, xm, output="logit")
       check_target(target, out.shape[-1])
       return out
-    return target_scores(logits_fn, xm, target, output=score)
+    return target_scores(logits_fn, xm, target, output=output)
 
   if z.ndim != 2:
     raise ValueError(f"`z` must be a batch of unit masks (N, U); got shape {tuple(z.shape)}.")
@@ -245,4 +243,4 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
     zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
     out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
     out = out.reshape(n_chunks * chunk_size, *out.shape[2:])[:n]
-  return exp_keep_nan(out) if output == "prob" else out
+  return out

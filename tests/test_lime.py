@@ -271,3 +271,52 @@ def test_half_precision_models_are_solved_in_float32(dtype):
   np.testing.assert_allclose(np.asarray(phi, np.float64),
                              _ridge_reference(s.z, np.asarray(s.f, np.float64), s.weights, 1.0),
                              rtol=2e-2, atol=2e-2)
+
+
+# --- Bit-packed Bernoulli(½) masks and antithetic pairs (issue 15).
+
+
+def test_bit_packed_masks_are_fair_independent_coins():
+  from idexpo_jax.lime import random_binary_masks
+  z = np.asarray(jax.jit(lambda k: random_binary_masks(k, 4001, 37))(jax.random.PRNGKey(0)))
+  assert z.shape == (4001, 37) and set(np.unique(z)) <= {0.0, 1.0}
+  n = z.size  # the overall mean is Binomial(n, ½)/n: within 5 standard deviations of ½
+  assert abs(z.mean() - 0.5) < 5 * 0.5 / np.sqrt(n)
+  col = z.mean(0)  # every unit (every bit position of the packed words) is a fair coin
+  assert np.all(np.abs(col - 0.5) < 5 * 0.5 / np.sqrt(len(z)))
+  # Pairs of units are independent: P(both kept) = ¼ for adjacent and word-straddling units.
+  for i, j in [(0, 1), (30, 31), (31, 32), (5, 36)]:
+    both = np.mean(z[:, i] * z[:, j])
+    assert abs(both - 0.25) < 5 * np.sqrt(0.25 * 0.75 / len(z))
+
+
+def test_bit_packed_masks_reach_every_pattern_uniformly_on_small_d():
+  from idexpo_jax.lime import random_binary_masks
+  d, n = 3, 8000
+  z = np.asarray(random_binary_masks(jax.random.PRNGKey(1), n, d)).astype(int)
+  counts = np.bincount(z @ (1 << np.arange(d)), minlength=2 ** d)
+  p = 1 / 2 ** d  # each of the 8 patterns: Binomial(n, 1/8)
+  assert np.all(np.abs(counts - n * p) < 5 * np.sqrt(n * p * (1 - p)))
+
+
+@pytest.mark.parametrize("n_rows", [6, 7])
+def test_paired_masks_are_antithetic(n_rows):
+  from idexpo_jax.lime import random_binary_masks
+  z = np.asarray(random_binary_masks(jax.random.PRNGKey(2), n_rows, 40, paired=True))
+  assert z.shape == (n_rows, 40)
+  np.testing.assert_array_equal(z[1::2], 1 - z[0:2 * (n_rows // 2):2])
+  assert not np.array_equal(z[0], z[2])  # fresh draws between pairs
+
+
+def test_paired_lime_equals_sklearn_ridge_and_pairs_its_samples():
+  fn, x, b, seg = problem(image=False)
+  kw = dict(segments=seg, baseline=b, n_samples=301, distance="euclidean", paired=True)
+  key = jax.random.PRNGKey(4)
+  s = jax.jit(lambda x: lime_samples(fn, x, 1, key, **kw))(x)
+  np.testing.assert_array_equal(s.z[0], 1.0)  # the example itself, then antithetic pairs
+  np.testing.assert_array_equal(s.z[2::2], 1 - s.z[1::2])
+  phi = jax.jit(lambda x: lime(fn, x, 1, key, **kw))(x)
+  ref = sklearn.linear_model.Ridge(alpha=1.0).fit(
+      np.asarray(s.z, np.float64), np.asarray(s.f, np.float64),
+      sample_weight=np.asarray(s.weights, np.float64))
+  np.testing.assert_allclose(phi, ref.coef_, atol=1e-5)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 from sklearn.linear_model import LinearRegression, Ridge
 
 from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
@@ -133,3 +134,49 @@ def test_half_precision_targets_are_solved_in_float32(dtype):
   phi = constrained_least_squares(z, fh, w, total=jnp.asarray(1.0, dtype),
                                   offset=jnp.asarray(0.0, dtype))
   assert phi.dtype == dtype and abs(float(phi.astype(jnp.float32).sum()) - 1.0) < 2e-2
+
+
+# --- The Cholesky path (issue 15): the same solution where the system is positive definite.
+
+
+@pytest.mark.parametrize("ridge", [0.0, 1.0])
+@pytest.mark.parametrize("k", [None, 2])
+def test_cholesky_equals_float64_lstsq_on_positive_definite_systems(ridge, k):
+  z, f, w = _data(n=200, d=30, k=k, seed=11, binary=True)
+  args = [jnp.asarray(a, jnp.float32) for a in (z, f, w)]
+  coef, intercept = jax.jit(lambda *a: weighted_least_squares(*a, ridge=ridge,
+                                                              method="cholesky"))(*args)
+  # Reference: the augmented float64 least-squares problem [√w, √w z; 0, √ridge I] (numpy).
+  sw = np.sqrt(w)[:, None]
+  design = np.concatenate([sw, sw * z], 1)
+  pen = np.concatenate([np.zeros((30, 1)), np.sqrt(ridge) * np.eye(30)], 1)
+  target = sw * (f if k else f[:, None])
+  sol = np.linalg.lstsq(np.concatenate([design, pen]),
+                        np.concatenate([target, np.zeros((30, target.shape[1]))]), rcond=None)[0]
+  ref_coef = sol[1:] if k else sol[1:, 0]
+  ref_int = sol[0] if k else sol[0, 0]
+  np.testing.assert_allclose(coef, ref_coef, rtol=1e-4, atol=1e-5)  # κ·eps, κ ~ 10²
+  np.testing.assert_allclose(intercept, ref_int, rtol=1e-4, atol=1e-5)
+  eig, _ = jax.jit(lambda *a: weighted_least_squares(*a, ridge=ridge))(*args)
+  np.testing.assert_allclose(coef, eig, rtol=1e-4, atol=1e-5)
+
+
+def test_cholesky_of_a_singular_system_is_nan_never_a_guess():
+  rng = np.random.default_rng(0)
+  z = rng.integers(0, 2, size=(12, 3)).astype(np.float32)
+  z[:, 2] = z[:, 1]  # singular without a ridge
+  f, w = rng.normal(size=12).astype(np.float32), np.ones(12, np.float32)
+  coef, _ = jax.jit(lambda a, b, c: weighted_least_squares(a, b, c, method="cholesky"))(z, f, w)
+  assert np.isnan(coef).all()
+  phi = constrained_least_squares(z, f, w, total=1.0, offset=0.0, method="cholesky")
+  assert np.isnan(phi).all()
+  with pytest.raises(ValueError, match="`method`"):
+    weighted_least_squares(z, f, w, method="qr")
+
+
+def test_cholesky_gradients_match_finite_differences(x64):
+  z, f, w = _data(n=30, d=4, seed=12)
+  with x64():
+    fn = lambda f: weighted_least_squares(jnp.asarray(z), f, jnp.asarray(w), ridge=0.3,
+                                          method="cholesky")[0]
+    check_grads(jax.jit(fn), (jnp.asarray(f, jnp.float64),), order=1, modes=("fwd", "rev"))

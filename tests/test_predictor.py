@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax.predictor import (Predictor, as_logits_fn, as_predictor, target_log_prob,
-                                  target_prob)
+from idexpo_jax.predictor import (Predictor, as_logits_fn, as_predictor, select_output,
+                                  target_log_prob, target_prob)
 from tolerances import F32
 
 _W = np.random.default_rng(0).normal(size=(6, 4))
@@ -126,3 +126,14 @@ def test_check_positive_is_loud_when_concrete_and_nan_when_traced():
   assert check_positive(0.0, "r", allow_zero=True) is None
   assert not jax.jit(lambda s: check_positive(s, "sigma"))(-1.0)  # the traced condition
   assert jax.jit(lambda s: check_positive(s, "sigma"))(2.0)
+
+
+def test_prob_is_the_softmax_without_overflow_and_keeps_nan():
+  """`prob` is `exp(l_t − max l) / Σ exp(l − max l)`: huge logits, NaN rows, float64 reference."""
+  logits = np.array([[1e4, 1e4 - 2.0, -1e4], [np.nan, 0.0, 1.0], [0.5, -0.25, 3.0]], np.float32)
+  ref = np.exp(logits[:, 1].astype(np.float64) - logits.max(1)) / np.exp(
+      logits.astype(np.float64) - logits.max(1, keepdims=True)).sum(1)
+  for target in (1, jnp.array([1, 1, 1])):
+    got = np.asarray(jax.jit(lambda l, t: select_output(l, t, "prob"))(jnp.asarray(logits), target))
+    assert np.isnan(got[1])
+    np.testing.assert_allclose(got[[0, 2]], ref[[0, 2]], rtol=1e-5, atol=1e-7)
