@@ -30,7 +30,8 @@ _TABULAR_LABELS = {
     "shap_package": "`shap.KernelExplainer` (baseline row)",
 }
 _TABULAR_VARIANTS = {"lime": ("lime_tabular",)}
-GOALS = {"package": 100.0, "captum": 10.0, "explainer_floor": 1.3, "step_floor": 1.5}
+GOALS = {"package": 100.0, "captum": 10.0, "explainer_floor": 1.3, "step_floor": 1.5,
+         "tabular_floor": 1.5}  # issue 15, point 3: both explainers ≤ 1.5× the tabular floor
 
 
 def _s(t: Optional[float]) -> str:
@@ -130,6 +131,12 @@ def goal_rows(results: dict) -> list[tuple[str, str, bool]]:
       if f"{method}_over_floor" not in ratios:
         continue
       v = ratios[f"{method}_over_floor"]
+      if labels is _TABULAR_LABELS:
+        cpu = row["ratios"].get(f"{method}_over_floor_cpu")
+        measured = _x(v) + (f" (CPU time {_x(cpu)})" if cpu else "")
+        rows.append((f"`{method}` ≤ 1.5× floor ({tag}; issue 15.3)", measured,
+                     v <= GOALS["tabular_floor"]))
+        continue
       rows.append((f"`{method}` ≤ 1.3× floor ({tag})", _x(v), v <= GOALS["explainer_floor"]))
       for pkg in COMPETITORS[method]:
         k = f"{pkg}_over_ours"
@@ -220,6 +227,9 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
   if results.get("error_vs_budget"):
     from benchmarks import error_vs_budget
     lines += error_vs_budget.markdown_section(results["error_vs_budget"])
+  if results.get("lime_pairing"):
+    from benchmarks import lime_pairing
+    lines += lime_pairing.markdown_section(results["lime_pairing"])
   lines += ["## Goals", "", "| goal | measured | met |", "| --- | ---: | :---: |"]
   lines += [f"| {g} | {v_} | {ok if isinstance(ok, str) else 'yes' if ok else 'no'} |"
             for g, v_, ok in goal_rows(results)]
@@ -298,11 +308,13 @@ def _tabular_section(row: dict) -> list[str]:
       "(`benchmarks/torch_mlp.py`, same weights), baseline row, `perturbations_per_eval` = N "
       "unless noted. Packages are timed on "
       f"{a['tabular_package_rows']} rows each (median per explanation); ours and the floor are "
-      f"medians of {max(a['repeats'], 10)} interleaved repeats.",
+      f"medians of {max(a['repeats'], 20)} interleaved repeats.",
       "",
       f"Run separately (`python -m benchmarks.run --only tabular`, {row['wall_s']:.0f} s wall, "
       f"{m['jax_device']}, {m['cpu']}, {m['cores']} cores, load average {load} at start, "
-      f"{load_end} at end) and merged into the results.",
+      f"{load_end} at end) and merged into the results. At load averages of 7–10 the "
+      "wall-time ratios moved by up to about ±30% between reruns of the same code in one "
+      "session; the CPU-time ratios (this process's CPU seconds, in the Goals table) move less.",
       "",
       *_explainer_table(row, title=title, labels=_TABULAR_LABELS, variants=_TABULAR_VARIANTS),
   ]
@@ -335,28 +347,26 @@ def _floor_phrase(method: str, ours: dict, floor: dict, ratio: float) -> str:
 
 def _parts_phrase(row: dict) -> str:
   """Where our tabular time goes, from the timed parts (`tabular.prepare_parts`)."""
-  parts, ours = row.get("parts", {}), row["ours"]
-  text = ""
-  if "lime_samples" in parts and ours.get("lime"):
-    t, p = ours["lime"]["per_explanation_s"], parts["lime_samples"]["per_explanation_s"]
-    text += (f" Timed parts (jitted, vmapped over the same rows, interleaved): LIME without its "
-             f"fit (sampling, masking, the model, the kernel weights) takes {_s(p)} "
-             f"({p / t:.0%} of `lime`), the weighted ridge solve the remaining {_s(max(t - p, 0))}.")
-    if "lime_sampling" in parts:
-      b = parts["lime_sampling"]["per_explanation_s"]
-      text += (f" Of that, the Bernoulli(½) draw of the N × d mask alone takes {_s(b)} "
-               f"({b / t:.0%} of `lime`): `jax.random.bernoulli` spends one 32-bit uniform per "
-               "bit (drawing `random.bits` and unpacking 32 mask bits per word would cut it), "
-               "and the batched d×d solve (eigh per row) is the other large term.")
-  if "kernel_shap_sampling" in parts and ours.get("kernel_shap"):
-    t = ours["kernel_shap"]["per_explanation_s"]
-    p = parts["kernel_shap_sampling"]["per_explanation_s"]
-    text += (f" KernelSHAP's coalition sampling alone (`sample_coalitions`) takes {_s(p)} "
-             f"({p / t:.0%} of `kernel_shap`): it draws each uniform subset of size k through a "
-             "double `argsort` of N/2 × d uniform scores, and sorting is slow on XLA's CPU "
-             "backend. That term, not the model or the solve, is what separates `kernel_shap` "
-             "from its floor here; a single sort (keep the units whose score is at most the "
-             "row's k-th smallest) or a sort-free draw would be the fix to try.")
+  parts, ours, floor = row.get("parts", {}), row["ours"], row["floor"]["per_explanation_s"]
+  if not parts or "masked_model" not in parts:
+    return ""
+  f = lambda k: parts[k]["per_explanation_s"] / floor
+  text = (" Timed parts (each jitted and vmapped over the same rows, interleaved with the "
+          "explainers; in floors): masking + model + softmax probability on given masks "
+          f"{_x(f('masked_model'))}; LIME's bit-packed Bernoulli(½) masks {_x(f('lime_sampling'))}"
+          f", LIME without its fit (masks, masking, model, kernel weights) "
+          f"{_x(f('lime_samples'))}, its weighted ridge fit alone (Gram matrix of the augmented "
+          f"design in one product, one Cholesky) {_x(f('lime_solve'))}; KernelSHAP's stratified "
+          f"coalitions {_x(f('kernel_shap_sampling'))}, its constrained fit alone "
+          f"{_x(f('kernel_shap_solve'))}.")
+  text += (" The N × (d + 1) Gram matrix is the one term no sampler change removes: "
+           "N·(d + 1)² multiply-adds against the model's N·(30·50 + 50·30 + 30·2), about a "
+           "third of the floor's arithmetic, run by XLA's CPU backend at a lower rate than the "
+           "model's larger matrix products. Before this round (issue 15.3) the same parts were: "
+           "the Bernoulli draw with one 32-bit uniform per bit (1.9× the floor alone), a "
+           "rank-revealing eigendecomposition per row (about 0.5×), separate batched "
+           "matrix–vector products for the weighted means and the right-hand side, and "
+           "`log_softmax` then `exp` for the probability (0.7× the floor more than the logits alone).")
   return text
 
 
@@ -372,7 +382,7 @@ def _tabular_analysis(row: dict) -> str:
   text = "**Tabular MLP.** " + "; ".join(parts) + (
       f". A forward pass of the {row['model']} costs a few thousand flops per row, so the work "
       "an explainer adds per sample is no longer negligible next to the model: the 1.3× floor "
-      "goal, met on the CNN, does not transfer.")
+      "goal, met on the CNN, does not transfer, and issue 15.3 set 1.5× for this case.")
   text += _parts_phrase(row)
   pk = [f"{_TABULAR_LABELS[p]} {_x(r[f'{p}_over_ours'])}" for p in
         ("lime_package", "lime_tabular", "captum_lime", "shap_package", "captum_kernel_shap")

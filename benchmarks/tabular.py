@@ -187,18 +187,27 @@ def bench_torch_floor_tabular(problem: TabularProblem, *, n_samples: int, n_imag
 def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
   """`name -> (run, info)` for parts of our explainers, jitted and vmapped over all rows.
 
-  `lime_samples` is LIME without its fit (sampling, masking, the model, the kernel weights), so
-  `lime − lime_samples` is the weighted ridge solve; `kernel_shap_sampling` is KernelSHAP's
-  coalition sampling alone (`sample_coalitions`); `lime_sampling` is LIME's Bernoulli(½) draw
-  alone (as `lime_samples` draws it).
+  * `lime_sampling`: LIME's Bernoulli(½) masks alone (`random_binary_masks`, as `lime` draws them);
+  * `lime_samples`: LIME without its fit (sampling, masking, the model, the kernel weights), so
+    `lime − lime_samples` is what the fit adds in the fused program;
+  * `masked_model`: masking + model + softmax probability on given masks (`evaluate_masked`),
+    the floor's work plus the masking and the output selection;
+  * `lime_solve`: the weighted ridge fit alone on given `(z, f, π)` (`weighted_least_squares`,
+    Cholesky as `lime` solves it);
+  * `kernel_shap_sampling`: KernelSHAP's coalitions and weights alone (`stratified_coalitions`,
+    the default "kernel" sampler);
+  * `kernel_shap_solve`: the constrained fit alone on given coalitions
+    (`constrained_least_squares`, Cholesky as `kernel_shap` solves it).
   """
   import functools
 
   import jax
 
   from benchmarks.explainers import compile_timed
-  from idexpo_jax.kernel_shap import sample_coalitions
-  from idexpo_jax.lime import lime_samples
+  from idexpo_jax.kernel_shap import stratified_coalitions
+  from idexpo_jax.lime import lime_samples, random_binary_masks
+  from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
+  from idexpo_jax.masking import evaluate_masked
   d = problem.x.shape[1]
   x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
   keys = jax.random.split(jax.random.key(0), len(problem.x))
@@ -209,13 +218,31 @@ def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
                             baseline=problem.baseline, n_samples=n_samples, **LIME_OPTIONS)
     return jax.vmap(one)(xb, tb, kb)
 
-  coalitions = jax.jit(jax.vmap(lambda k: sample_coalitions(k, d, n_samples)))
-  f_samples, _ = compile_timed(samples, problem.params, x, t, keys)
-  bernoulli = jax.jit(jax.vmap(lambda k: jax.random.bernoulli(k, 0.5, (n_samples, d))))
-  f_coalitions, _ = compile_timed(coalitions, keys)
-  f_bernoulli, _ = compile_timed(bernoulli, keys)
+  @jax.jit
+  def masked_model(params, xb, tb, zb):
+    one = lambda xi, ti, zi: evaluate_masked(lambda z: problem.logits(params, z), xi, zi, ti,
+                                             baseline=problem.baseline, output="prob")
+    return jax.vmap(one)(xb, tb, zb)
+
+  lime_solve = jax.jit(jax.vmap(lambda z, f, w: weighted_least_squares(
+      z, f, w, ridge=1.0, method="cholesky")[0]))
+  ks_solve = jax.jit(jax.vmap(lambda z, f, w: constrained_least_squares(
+      z, f, w, total=f[0] - f[1], offset=f[1], method="cholesky")))
+  bits = jax.jit(jax.vmap(lambda k: random_binary_masks(k, n_samples - 1, d)))
+  coalitions = jax.jit(jax.vmap(lambda k: stratified_coalitions(k, d, n_samples)))
+  s = samples(problem.params, x, t, keys)
+  zk, wk = coalitions(keys)
+  fk = masked_model(problem.params, x, t, zk)
+  calls = {"lime_sampling": (bits, keys),
+           "lime_samples": (samples, problem.params, x, t, keys),
+           "masked_model": (masked_model, problem.params, x, t, s.z),
+           "lime_solve": (lime_solve, s.z, s.f, s.weights),
+           "kernel_shap_sampling": (coalitions, keys),
+           "kernel_shap_solve": (ks_solve, zk, fk, wk)}
   info = {"n_images": len(problem.x)}
-  return {"lime_samples": (lambda: jax.block_until_ready(
-              f_samples(problem.params, x, t, keys)), info),
-          "lime_sampling": (lambda: jax.block_until_ready(f_bernoulli(keys)), info),
-          "kernel_shap_sampling": (lambda: jax.block_until_ready(f_coalitions(keys)), info)}
+  out = {}
+  for name, (fn, *args) in calls.items():
+    compiled, _ = compile_timed(fn, *args)
+    out[name] = (functools.partial(lambda c, a: jax.block_until_ready(c(*a)), compiled, args),
+                 info)
+  return out

@@ -128,6 +128,30 @@ def sample_coalitions(key: Array, n_units: int, n_samples: int, *, paired: bool 
 _TABLE_MAX = 1 << 14
 
 
+def sample_without_replacement(key: Array, n_total: int, n_draw: int) -> Array:
+  """`n_draw` distinct indices of `[0, n_total)`, every `n_draw`-subset equally likely.
+
+  Floyd's algorithm (Bentley & Floyd, "Programming pearls: a sample of brilliance", CACM 1987):
+  for `j = n_total − n_draw, …, n_total − 1` draw `t` uniform in `[0, j]` and keep `t`, or `j`
+  when `t` is already kept. `n_draw` random integers and a scan of `n_draw` steps, instead of one
+  uniform score per index and a `top_k` over all `n_total` (5× slower for a stratum of 4060
+  pairs on CPU, `benchmarks.tabular`). The indices come in no particular order.
+  """
+  if not 0 <= n_draw <= n_total:
+    raise ValueError(f"`n_draw` must be in [0, n_total={n_total}]; got {n_draw}.")
+  js = jnp.arange(n_total - n_draw, n_total, dtype=jnp.int32)
+  draws = jax.random.randint(key, (n_draw,), 0, js + 1, dtype=jnp.int32)
+  pos = jnp.arange(n_draw)
+
+  def step(kept, inputs):
+    i, j, t = inputs
+    repeat = jnp.any((kept == t) & (pos < i))
+    return kept.at[i].set(jnp.where(repeat, j, t)), None
+
+  kept, _ = jax.lax.scan(step, jnp.full((n_draw,), -1, jnp.int32), (pos, js, draws))
+  return kept
+
+
 class Stratum(NamedTuple):
   """One size stratum of a `CoalitionPlan`: size `k` with its complement size `d − k`.
 
@@ -250,8 +274,8 @@ def stratified_coalitions(key: Array, n_units: int, n_samples: int, *, sampler: 
   """Coalitions and their regression weights from `coalition_plan` (paired, per-size weights).
 
   A completely enumerated stratum is a constant; the others draw `n_pairs` of their pairs
-  uniformly, without replacement (the `n_pairs` largest of one uniform score per pair, from a
-  table of all pairs) when the stratum has at most `2^14` pairs, else with replacement
+  uniformly, without replacement (`sample_without_replacement` from a table of all pairs) when
+  the stratum has at most `2^14` pairs, else with replacement
   (`uniform_subsets`). Each coalition is followed by its complement.
 
   Returns:
@@ -265,7 +289,7 @@ def stratified_coalitions(key: Array, n_units: int, n_samples: int, *, sampler: 
   for k_s, s in zip(jax.random.split(k_table, max(len(tabled), 1)), tabled):
     table = jnp.asarray(_stratum_table(n_units, s.size), dtype)
     if s.n_pairs < s.n_total:
-      table = table[jax.lax.top_k(jax.random.uniform(k_s, (s.n_total,)), s.n_pairs)[1]]
+      table = table[sample_without_replacement(k_s, s.n_total, s.n_pairs)]
     zs.append(table)
     ws.append(jnp.full((s.n_pairs,), s.weight, jnp.float32))
   # Large strata and the pool: one sort-free draw with replacement for all of them.
