@@ -110,11 +110,6 @@ def poison(value: Array, ok) -> Array:
   return jnp.where(ok, value, jnp.nan)
 
 
-def exp_keep_nan(a: Array) -> Array:
-  """`exp(a)` with NaN kept NaN (see `poison`: XLA CPU's fused `exp` may map NaN to garbage)."""
-  return jnp.where(jnp.isnan(a), a, jnp.exp(a))
-
-
 def check_output(output: str) -> None:
   """Raises ValueError unless `output` is one of `OUTPUTS`."""
   if output not in OUTPUTS:

@@ -173,3 +173,27 @@ def test_torch_idexpo_step_matches_ours(second_order):
   if second_order:
     step = make_torch_step(torch_small_cnn(problem.params))
     assert np.isfinite(float(step(x, y, base)))
+
+
+def test_tabular_parts_run_and_lime_pairing_reference_is_the_expected_fit():
+  """`tabular.prepare_parts` runs every part; `lime_pairing`'s reference is LIME's limit."""
+  from benchmarks import lime_pairing
+  from benchmarks.tabular import make_tabular_problem, prepare_parts
+  parts = prepare_parts(make_tabular_problem(n_rows=2), n_samples=64)
+  assert set(parts) == {"lime_sampling", "lime_samples", "masked_model", "lime_solve",
+                        "kernel_shap_sampling", "kernel_shap_solve"}
+  for run, info in parts.values():
+    run()
+    assert info["n_images"] == 2
+  # An additive game v(z) = c + a·z is fitted exactly by every weighted fit without ridge; with
+  # the ridge α = 1 against weights that grow with N, the population fit tends to `a`.
+  z = lime_pairing.all_masks(lime_pairing.N_UNITS)
+  a = np.linspace(-1.0, 1.0, lime_pairing.N_UNITS)
+  coef = lime_pairing.population_fit(0.3 + z @ a, "euclidean", 10 ** 7)
+  np.testing.assert_allclose(coef, a, atol=1e-4)
+  section = {"case": {"iid": {"64": 1.0, "128": 2.0}, "paired": {"64": 2.0, "128": 1.0},
+                      "reference_rms": {"64": 1.0, "128": 1.0},
+                      "settings": dict(distance="cosine", test_accuracy=0.5, rows=1, seeds=1)}}
+  assert not lime_pairing.paired_wins(section)
+  text = "\n".join(lime_pairing.markdown_section(section))
+  assert "case at N = 64 (0.50×)" in text and "0.50–2.00×" in text
