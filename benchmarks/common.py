@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -188,3 +189,36 @@ def machine_info() -> dict:
       "versions": {n: _version(n) for n in ("jax", "jaxlib", "flax", "numpy", "torch", "lime",
                                             "shap", "captum", "scikit-learn")},
   }
+
+
+def budget_benchmark_main(argv, *, description: str, name: str, run: Callable[..., dict],
+                          rows: Optional[int], seeds: Optional[int], png: bool = False,
+                          finish: Optional[Callable[[dict, Any], list]] = None) -> dict:
+  """The command line shared by the error-vs-budget benchmarks.
+
+  Parses `--rows`, `--seeds`, `--quick` (2 rows, 2 seeds, budgets 64 and 256), `--out`, `--doc`
+  (and `--png`, default `docs/<name>.png`, with `png=True`), runs `run(n_rows=, seeds=[, budgets=])`, adds the
+  machine, lets `finish(section, args)` add to it (returning the extra files written), and
+  merges the section `name` into `--out` and `--doc` (`report.save_section`).
+  """
+  import argparse
+  from benchmarks.report import save_section
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument("--rows", type=int, default=rows, help="default: the benchmark's own")
+  p.add_argument("--seeds", type=int, default=seeds)
+  p.add_argument("--quick", action="store_true", help="2 rows, 2 seeds, budgets 64 and 256")
+  p.add_argument("--out", default="benchmarks/results.json")
+  p.add_argument("--doc", default="docs/benchmarks.md")
+  if png:
+    p.add_argument("--png", default=f"docs/{name}.png")
+  args = p.parse_args(argv)
+  if args.quick:
+    section = run(n_rows=2, seeds=2, budgets=(64, 256))
+  else:
+    section = run(n_rows=args.rows, seeds=args.seeds)
+  section["machine"] = machine_info()
+  written = finish(section, args) if finish is not None else []
+  save_section(args.out, args.doc, name, section)
+  print(f"[{name} {time.strftime('%H:%M:%S')}] wrote " + ", ".join([args.out, args.doc, *written]),
+        file=sys.stderr, flush=True)
+  return section

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import argparse
 import json
 import math
 import os
@@ -440,25 +439,15 @@ def markdown_section(section: dict, png: str = "error_vs_budget.png") -> list[st
 
 
 def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--rows", type=int, default=None, help="default: SIZES per case")
-  p.add_argument("--seeds", type=int, default=None)
-  p.add_argument("--quick", action="store_true", help="2 rows, 2 seeds, budgets 64 and 256")
-  p.add_argument("--out", default="benchmarks/results.json")
-  p.add_argument("--doc", default="docs/benchmarks.md")
-  p.add_argument("--png", default="docs/error_vs_budget.png")
-  args = p.parse_args(argv)
-  from benchmarks.common import machine_info
-  from benchmarks.report import save_section
-  if args.quick:
-    section = run(n_rows=2, seeds=2, budgets=(64, 256))
-  else:
-    section = run(n_rows=args.rows, seeds=args.seeds)
-  section["machine"] = machine_info()
-  plot(section, args.png)
-  save_section(args.out, args.doc, "error_vs_budget", section)
-  _log(f"wrote {args.out}, {args.doc}, {args.png}")
-  return section
+  from benchmarks.common import budget_benchmark_main
+
+  def draw(section, args):
+    plot(section, args.png)
+    return [args.png]
+
+  return budget_benchmark_main(argv, description=__doc__.splitlines()[0], name="error_vs_budget",
+                               run=run, rows=None, seeds=None, png=True,
+                               finish=draw)
 
 
 if __name__ == "__main__":

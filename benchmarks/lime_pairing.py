@@ -20,7 +20,6 @@ predicted class, baseline = training mean. RMSE over units, explained rows and s
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -149,24 +148,14 @@ def markdown_section(section: dict) -> list[str]:
 
 
 def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--rows", type=int, default=8)
-  p.add_argument("--seeds", type=int, default=8)
-  p.add_argument("--quick", action="store_true", help="2 rows, 2 seeds, budgets 64 and 256")
-  p.add_argument("--out", default="benchmarks/results.json")
-  p.add_argument("--doc", default="docs/benchmarks.md")
-  args = p.parse_args(argv)
-  from benchmarks.common import machine_info
-  from benchmarks.report import save_section
-  if args.quick:
-    section = run(n_rows=2, seeds=2, budgets=(64, 256))
-  else:
-    section = run(n_rows=args.rows, seeds=args.seeds)
-  section["machine"] = machine_info()
-  section["default_paired"] = _default_paired()
-  save_section(args.out, args.doc, "lime_pairing", section)
-  _log(f"wrote {args.out}, {args.doc}")
-  return section
+  from benchmarks.common import budget_benchmark_main
+
+  def record_default(section, args):
+    section["default_paired"] = _default_paired()
+    return []
+
+  return budget_benchmark_main(argv, description=__doc__.splitlines()[0], name="lime_pairing",
+                               run=run, rows=8, seeds=8, finish=record_default)
 
 
 def _default_paired() -> bool:
