@@ -19,9 +19,9 @@ import numpy as np
 from flax import nnx
 
 from idexpo_jax.data.sklearn_data import load_digits_images
-from idexpo_jax.masking import grid_segments
+from idexpo_jax.core.masking import grid_segments
 from idexpo_jax.models import SmallCNN, functional, predictor_fn
-from idexpo_jax.predictor import target_prob
+from idexpo_jax.core.predictor import target_prob
 
 
 class Problem(NamedTuple):
@@ -85,7 +85,7 @@ def jitted_predict_proba(problem: Problem) -> Callable[[np.ndarray], np.ndarray]
 
 def jitted_masked_prob(problem: Problem, segments: np.ndarray):
   """`(x, z (n, d), target) -> p_target` of the masked images, as NumPy (for shap)."""
-  from idexpo_jax.masking import apply_unit_mask
+  from idexpo_jax.core.masking import apply_unit_mask
 
   def fn(params, x, z, target):
     xs = apply_unit_mask(x, z, problem.baseline, segments=segments)

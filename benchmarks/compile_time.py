@@ -56,8 +56,8 @@ def smallcnn_step_compile(cache_dir: str) -> dict:
 
   from benchmarks.common import make_problem
   from benchmarks.train_steps import idexpo_loss
-  from idexpo_jax.grad_cam import grad_cam
-  from idexpo_jax.train import init_train_state, make_train_step
+  from idexpo_jax.explainers.grad_cam import grad_cam
+  from idexpo_jax.training.train import init_train_state, make_train_step
   problem = make_problem(n_images=32, width=32)
   optimizer = optax.sgd(1e-4, momentum=0.9, nesterov=True)
   step = make_train_step(idexpo_loss(problem, grad_cam, segments=None), optimizer)
@@ -99,7 +99,7 @@ def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str,
 
   import idexpo_jax as ij
   from idexpo_jax import models
-  from idexpo_jax.soft_curves import soft_step_counts
+  from idexpo_jax.metrics.soft_curves import soft_step_counts
 
   model = models.ResNet18(3, 10, width=width, stem_stride=2, rngs=nnx.Rngs(0))
   model.eval()  # fine-tuning: frozen BatchNorm statistics

@@ -43,8 +43,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from idexpo_jax.kernel_shap import kernel_shap
-from idexpo_jax.masking import apply_unit_mask, grid_segments
+from idexpo_jax.explainers.kernel_shap import kernel_shap
+from idexpo_jax.core.masking import apply_unit_mask, grid_segments
 from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn
 
 BUDGETS = (64, 128, 256, 512, 1024, 2048, 4096)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import Problem, block, jitted_masked_prob, jitted_predict_proba, time_call
-from idexpo_jax.masking import apply_unit_mask
+from idexpo_jax.core.masking import apply_unit_mask
 
 METHODS = ("lime", "kernel_shap")
 COMPETITORS = {"lime": ("lime_package", "captum_lime"),
@@ -36,9 +36,9 @@ def our_explainer(method: str):
   """Our `lime` or `kernel_shap` function, or None when its module has not landed."""
   try:
     if method == "lime":
-      from idexpo_jax.lime import lime
+      from idexpo_jax.explainers.lime import lime
       return lime
-    from idexpo_jax.kernel_shap import kernel_shap
+    from idexpo_jax.explainers.kernel_shap import kernel_shap
     return kernel_shap
   except ImportError:
     return None

@@ -34,7 +34,7 @@ from flax import nnx
 
 import idexpo_jax as ij
 from idexpo_jax import models
-from idexpo_jax.soft_curves import soft_step_counts
+from idexpo_jax.metrics.soft_curves import soft_step_counts
 
 
 def _median_time(fn, repeats):

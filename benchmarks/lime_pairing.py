@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.lime import default_kernel_width, lime, lime_distances
+from idexpo_jax.explainers.lime import default_kernel_width, lime, lime_distances
 
 BUDGETS = (64, 128, 256, 512, 1024, 2048, 4096)
 DISTANCE = {"tabular_mlp": "euclidean", "image_cells": "cosine"}

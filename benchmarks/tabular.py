@@ -31,7 +31,7 @@ from flax import nnx
 from benchmarks.common import jitted_predict_proba
 from benchmarks.explainers import _per_explanation, captum_per_explanation, floor_inputs
 from idexpo_jax.data.sklearn_data import load_tabular_classification
-from idexpo_jax.lime import default_kernel_width
+from idexpo_jax.explainers.lime import default_kernel_width
 from idexpo_jax.models import MLP, functional, predictor_fn
 
 LIME_OPTIONS = {"distance": "euclidean"}
@@ -204,10 +204,10 @@ def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
   import jax
 
   from benchmarks.explainers import compile_timed
-  from idexpo_jax.kernel_shap import stratified_coalitions
-  from idexpo_jax.lime import lime_samples, random_binary_masks
-  from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
-  from idexpo_jax.masking import evaluate_masked
+  from idexpo_jax.explainers.kernel_shap import stratified_coalitions
+  from idexpo_jax.explainers.lime import lime_samples, random_binary_masks
+  from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
+  from idexpo_jax.core.masking import evaluate_masked
   d = problem.x.shape[1]
   x, t = jnp.asarray(problem.x), jnp.asarray(problem.targets)
   keys = jax.random.split(jax.random.key(0), len(problem.x))

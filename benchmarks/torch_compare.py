@@ -27,9 +27,9 @@ import optax
 from benchmarks.common import Problem, block, time_interleaved
 from benchmarks.compile_time import timed_compile
 from benchmarks.train_steps import FRACTION, LAM, LAM2, N_STEPS, idexpo_loss
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.soft_curves import soft_step_counts
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.metrics.soft_curves import soft_step_counts
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 
 def _ce(logits, labels):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from idexpo_jax.soft_curves import soft_step_counts  # (Δ, M): plain integer arithmetic
+from idexpo_jax.metrics.soft_curves import soft_step_counts  # (Δ, M): plain integer arithmetic
 
 
 def grad_cam_maps(model, x: torch.Tensor, y: torch.Tensor, *, second_order: bool = True

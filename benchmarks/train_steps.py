@@ -25,12 +25,12 @@ import optax
 
 from benchmarks.common import Problem, block, time_call
 from benchmarks.explainers import our_explainer
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.masking import num_units
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.core.masking import num_units
 from idexpo_jax.models import predictor_fn
-from idexpo_jax.soft_curves import soft_step_counts
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.metrics.soft_curves import soft_step_counts
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 N_STEPS, FRACTION, LAM, LAM2 = 64, 0.5, 0.01, 1e-4
 

@@ -25,7 +25,7 @@ from typing import Callable, Union
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.predictor import Predictor, _identity
+from idexpo_jax.core.predictor import Predictor, _identity
 
 Array = jax.Array
 

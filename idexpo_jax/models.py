@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from idexpo_jax.predictor import Predictor
+from idexpo_jax.core.predictor import Predictor
 
 Array = jax.Array
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from idexpo_jax import attributions as at
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.masking import grid_segments, unit_sum
+from idexpo_jax.explainers import gradients as at
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.core.masking import grid_segments, unit_sum
 from tolerances import F32
 
 
@@ -141,7 +141,7 @@ def test_gradient_explainers_inside_idexpo_penalty():
   pen = lambda p: idexpo_penalty(_mlp(p), xb, yb, jax.random.key(0), explainer=explainer,
                                  n_steps=4)[0]
   value, grads = jax.jit(jax.value_and_grad(pen))(params)
-  from idexpo_jax.soft_curves import soft_insertion_deletion
+  from idexpo_jax.metrics.soft_curves import soft_insertion_deletion
   loop = []
   for i in range(4):
     phi = explainer(_mlp(params), xb[i], yb[i], None)

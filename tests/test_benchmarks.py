@@ -58,8 +58,8 @@ def test_matched_lime_base_setting_solves_our_problem():
   from lime.lime_base import LimeBase
 
   from benchmarks.tabular import lime_width, make_tabular_problem
-  from idexpo_jax.lime import lime_distances
-  from idexpo_jax.lstsq import weighted_least_squares
+  from idexpo_jax.explainers.lime import lime_distances
+  from idexpo_jax.core.lstsq import weighted_least_squares
   problem = make_tabular_problem(n_rows=1)
   d, w = problem.x.shape[1], lime_width(problem)
   z = np.random.default_rng(0).integers(0, 2, (200, d)).astype(np.float64)
@@ -146,7 +146,7 @@ def test_torch_idexpo_step_matches_ours(second_order):
   from benchmarks.torch_cnn import torch_small_cnn
   from benchmarks.torch_idexpo import idexpo_gradcam_loss, make_torch_step
   from benchmarks.train_steps import FRACTION, LAM, LAM2, N_STEPS, idexpo_loss
-  from idexpo_jax.grad_cam import grad_cam
+  from idexpo_jax.explainers.grad_cam import grad_cam
   problem = make_problem(n_images=3, width=4)
   xb, yb = jnp.asarray(problem.x), jnp.asarray(problem.y)
   explainer = functools.partial(grad_cam, second_order=second_order)

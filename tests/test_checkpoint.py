@@ -1,4 +1,4 @@
-"""Tests for idexpo_jax.checkpoint and the checkpointing / NaN guard of `loop.fit`."""
+"""Tests for idexpo_jax.training.checkpoint and the checkpointing / NaN guard of `loop.fit`."""
 
 import jax
 import jax.numpy as jnp
@@ -7,11 +7,11 @@ import optax
 import pytest
 from flax import nnx
 
-from idexpo_jax import checkpoint
+from idexpo_jax.training import checkpoint
 from idexpo_jax.data.sklearn_data import Split
-from idexpo_jax.loop import epoch_batch_fn, fit
+from idexpo_jax.training.loop import epoch_batch_fn, fit
 from idexpo_jax.models import functional, logits_with_state
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 
 class _BNNet(nnx.Module):

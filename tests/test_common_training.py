@@ -9,7 +9,7 @@ import pytest
 from experiments.common import methods, training
 from idexpo_jax.data.sklearn_data import Split
 from idexpo_jax.models import SmallCNN, functional
-from idexpo_jax.predictor import Predictor
+from idexpo_jax.core.predictor import Predictor
 from tolerances import F32, f32
 
 _RNG = np.random.default_rng(0)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax import curves, masking
+from idexpo_jax.metrics import curves
+from idexpo_jax.core import masking
 from tolerances import F32
 
 # NumPy >= 2 names it `trapezoid`; 1.26 (the lowest allowed, `make test-min`) has `trapz`.

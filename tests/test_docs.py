@@ -79,12 +79,12 @@ def test_module_pages_are_referenced():
 
 
 def test_read_inventory_parses_sphinx_format(tmp_path):
-  body = "idexpo_jax.lime py:function 1 api/x.html#$ -\nfoo std:label -1 x.html#foo Foo\n"
+  body = "idexpo_jax.explainers.lime py:function 1 api/x.html#$ -\nfoo std:label -1 x.html#foo Foo\n"
   inv = tmp_path / "objects.inv"
   inv.write_bytes(b"# Sphinx inventory version 2\n# Project: p\n# Version: \n"
                   b"# The remainder of this file is compressed using zlib.\n"
                   + zlib.compress(body.encode()))
-  assert read_inventory(inv) == {"idexpo_jax.lime", "foo"}
+  assert read_inventory(inv) == {"idexpo_jax.explainers.lime", "foo"}
 
 
 def test_built_inventory_lists_every_public_name():

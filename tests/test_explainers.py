@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import idexpo_jax as ij
-from idexpo_jax import attributions as at
+from idexpo_jax.explainers import gradients as at
 from idexpo_jax import models
 
 SEG = ij.grid_segments(8, 8, 4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
+from idexpo_jax.regularisers.expo import expo_fidelity, expo_fidelity_1d, expo_stability
 from tolerances import F32
 
 D = 3

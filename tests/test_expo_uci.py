@@ -11,7 +11,7 @@ pytest.importorskip("mlxtend")
 
 from experiments.expo_uci import main as expo_uci
 from experiments.expo_uci.configs import smoke
-from idexpo_jax.local_linear import local_linear_fit
+from idexpo_jax.explainers.local_linear import local_linear_fit
 
 D = 3
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idexpo_jax.fidelity_metrics import (expo_metrics, expo_metrics_batch, explanation_stability,
+from idexpo_jax.metrics.fidelity import (expo_metrics, expo_metrics_batch, explanation_stability,
                                          neighborhood_fidelity, point_fidelity)
-from idexpo_jax.local_linear import gaussian_neighbors, local_linear
+from idexpo_jax.explainers.local_linear import gaussian_neighbors, local_linear
 from tolerances import F32
 
 D = 3

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax.grad_cam import grad_cam, grad_cam_batch
-from idexpo_jax.predictor import Predictor
+from idexpo_jax.explainers.grad_cam import grad_cam, grad_cam_batch
+from idexpo_jax.core.predictor import Predictor
 from tolerances import F32
 
 H, W, C, F, K = 8, 8, 2, 3, 4
@@ -169,7 +169,7 @@ def test_wrong_inputs_name_the_argument():
 
 
 def test_a_bare_logits_function_raises_type_error():
-  from idexpo_jax.predictor import as_predictor
+  from idexpo_jax.core.predictor import as_predictor
   logits_fn = linear_predictor(_params("linear"))
   for model in (lambda xb: logits_fn(xb), as_predictor(lambda xb: logits_fn(xb))):
     with pytest.raises(TypeError, match=r"Predictor\(features, head\)"):

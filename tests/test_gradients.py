@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax.gradients import input_gradients
-from idexpo_jax.predictor import Predictor
+from idexpo_jax.explainers.input_gradients import input_gradients
+from idexpo_jax.core.predictor import Predictor
 
 
 def _model(shape, n_classes=4, seed=0):

@@ -6,11 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.masking import grid_segments
-from idexpo_jax.predictor import Predictor
-from idexpo_jax.soft_curves import soft_insertion_deletion
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.core.masking import grid_segments
+from idexpo_jax.core.predictor import Predictor
+from idexpo_jax.metrics.soft_curves import soft_insertion_deletion
 from tolerances import F32, f32
 
 KW = dict(baseline=0.1, n_steps=8, fraction=0.5, temperature=2.0)

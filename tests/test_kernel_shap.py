@@ -11,14 +11,14 @@ import pytest
 import shap
 from jax.test_util import check_grads
 
-from idexpo_jax.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
 from hypothesis import given, settings, strategies as st
 
-from idexpo_jax.kernel_shap import (coalition_plan, exact_shapley_from_table,
+from idexpo_jax.explainers.kernel_shap import (coalition_plan, exact_shapley_from_table,
                                     fit_pairwise_logits, kernel_shap, logit_surrogate_shapley,
                                     sample_coalitions, shapley_kernel_weight,
                                     stratified_coalitions, uniform_subsets)
-from idexpo_jax.masking import grid_segments
+from idexpo_jax.core.masking import grid_segments
 from tolerances import F32, f32
 
 
@@ -549,7 +549,7 @@ def test_pairwise_control_variate_is_near_exact_when_the_logits_are_pairwise():
 
 def test_sample_without_replacement_is_uniform_over_subsets():
   """Floyd's algorithm: distinct indices, each of the C(6, 3) = 20 subsets equally likely."""
-  from idexpo_jax.kernel_shap import sample_without_replacement
+  from idexpo_jax.explainers.kernel_shap import sample_without_replacement
   n = 20000
   keys = jax.random.split(jax.random.PRNGKey(5), n)
   idx = np.asarray(jax.jit(jax.vmap(lambda k: sample_without_replacement(k, 6, 3)))(keys))

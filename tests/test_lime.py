@@ -13,9 +13,9 @@ import sklearn.metrics
 from jax.test_util import check_grads
 from lime import lime_image, lime_tabular
 
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.lime import lime, lime_distances, lime_samples
-from idexpo_jax.masking import grid_segments
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.explainers.lime import lime, lime_distances, lime_samples
+from idexpo_jax.core.masking import grid_segments
 from tolerances import F32
 
 N_CLASSES = 3
@@ -277,7 +277,7 @@ def test_half_precision_models_are_solved_in_float32(dtype):
 
 
 def test_bit_packed_masks_are_fair_independent_coins():
-  from idexpo_jax.lime import random_binary_masks
+  from idexpo_jax.explainers.lime import random_binary_masks
   z = np.asarray(jax.jit(lambda k: random_binary_masks(k, 4001, 37))(jax.random.PRNGKey(0)))
   assert z.shape == (4001, 37) and set(np.unique(z)) <= {0.0, 1.0}
   n = z.size  # the overall mean is Binomial(n, ½)/n: within 5 standard deviations of ½
@@ -291,7 +291,7 @@ def test_bit_packed_masks_are_fair_independent_coins():
 
 
 def test_bit_packed_masks_reach_every_pattern_uniformly_on_small_d():
-  from idexpo_jax.lime import random_binary_masks
+  from idexpo_jax.explainers.lime import random_binary_masks
   d, n = 3, 8000
   z = np.asarray(random_binary_masks(jax.random.PRNGKey(1), n, d)).astype(int)
   counts = np.bincount(z @ (1 << np.arange(d)), minlength=2 ** d)
@@ -301,7 +301,7 @@ def test_bit_packed_masks_reach_every_pattern_uniformly_on_small_d():
 
 @pytest.mark.parametrize("n_rows", [6, 7])
 def test_paired_masks_are_antithetic(n_rows):
-  from idexpo_jax.lime import random_binary_masks
+  from idexpo_jax.explainers.lime import random_binary_masks
   z = np.asarray(random_binary_masks(jax.random.PRNGKey(2), n_rows, 40, paired=True))
   assert z.shape == (n_rows, 40)
   np.testing.assert_array_equal(z[1::2], 1 - z[0:2 * (n_rows // 2):2])

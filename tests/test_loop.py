@@ -1,4 +1,4 @@
-"""Tests for idexpo_jax.loop: the deterministic training loop and batch function."""
+"""Tests for idexpo_jax.training.loop: the deterministic training loop and batch function."""
 
 import functools
 
@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from idexpo_jax.data.sklearn_data import Split
-from idexpo_jax.loop import epoch_batch_fn, fit
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.training.loop import epoch_batch_fn, fit
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 
 def _regression_problem(n=32, d=3, seed=0):

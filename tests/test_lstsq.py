@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 from sklearn.linear_model import LinearRegression, Ridge
 
-from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
+from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
 
 
 def _data(n=60, d=5, k=None, seed=0, binary=False):

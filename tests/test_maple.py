@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from idexpo_jax.maple import fit_maple, leaf_weights, maple_explain, maple_metrics
+from idexpo_jax.explainers.maple import fit_maple, leaf_weights, maple_explain, maple_metrics
 
 
 def _data(n=80, d=3, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of `idexpo_jax.masking` against brute-force NumPy loops."""
+"""Tests of `idexpo_jax.core.masking` against brute-force NumPy loops."""
 
 import hypothesis
 import hypothesis.strategies as st
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax import masking
+from idexpo_jax.core import masking
 from tolerances import F32
 
 

@@ -7,7 +7,8 @@ import tomllib
 import numpy as np
 import pytest
 
-from idexpo_jax import checkpoint, plotting
+from idexpo_jax import plotting
+from idexpo_jax.training import checkpoint
 from idexpo_jax.data import sklearn_data, tfds_data
 
 # (module made unimportable, the call that needs it, the distribution named in the message)

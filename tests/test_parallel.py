@@ -1,4 +1,4 @@
-"""Tests for idexpo_jax.parallel: the sharded step equals the single-device step.
+"""Tests for idexpo_jax.training.parallel: the sharded step equals the single-device step.
 
 The multi-device check runs in a subprocess with four fake CPU devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=4`), since the device count is fixed when JAX
@@ -13,15 +13,16 @@ import textwrap
 import numpy as np
 import pytest
 
-from idexpo_jax import parallel
+from idexpo_jax.training import parallel
 
 _SCRIPT = textwrap.dedent("""
   import functools
   import jax, jax.numpy as jnp, numpy as np, optax
   from flax import nnx
   jax.config.update("jax_numpy_dtype_promotion", "strict")
-  from idexpo_jax import grad_cam, idexpo_penalty, make_train_step, init_train_state
-  from idexpo_jax import parallel
+  from idexpo_jax import idexpo_penalty, make_train_step, init_train_state
+  from idexpo_jax.explainers import grad_cam
+  from idexpo_jax.training import parallel
   from idexpo_jax.models import MLP, functional, logits_with_state, predictor_fn
 
   class BNNet(nnx.Module):  # conv-BatchNorm-GAP-linear (ResNet-18's init alone compiles ~20 ops)

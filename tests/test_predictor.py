@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax.predictor import (Predictor, as_logits_fn, as_predictor, select_output,
+from idexpo_jax.core.predictor import (Predictor, as_logits_fn, as_predictor, select_output,
                                   target_log_prob, target_prob)
 from tolerances import F32
 
@@ -64,7 +64,7 @@ def test_wrong_inputs_name_the_argument():
 
 # --- Loud edges (issue 13): targets, outputs, input dtypes and positive options.
 
-from idexpo_jax.predictor import (check_positive, promote_input, target_scores)  # noqa: E402
+from idexpo_jax.core.predictor import (check_positive, promote_input, target_scores)  # noqa: E402
 
 
 @pytest.mark.parametrize("output", ["prob", "log_prob", "logit", "raw"])

@@ -1,4 +1,4 @@
-"""Tests for idexpo_jax.rrr: the RRR penalty, the explanation mask, find-another-explanation."""
+"""Tests for idexpo_jax.regularisers.rrr: the RRR penalty, the explanation mask, find-another-explanation."""
 
 import functools
 
@@ -9,9 +9,9 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from idexpo_jax.predictor import Predictor
-from idexpo_jax.rrr import explanation_mask, find_another_explanation, rrr_penalty
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.core.predictor import Predictor
+from idexpo_jax.regularisers.rrr import explanation_mask, find_another_explanation, rrr_penalty
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 B, SHAPE, H, K = 5, (2, 3, 2), 7, 4
 D = int(np.prod(SHAPE))

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idexpo_jax import masking
-from idexpo_jax.sensitivity import batch_sensitivity_n, random_subsets, sensitivity_n
+from idexpo_jax.core import masking
+from idexpo_jax.metrics.sensitivity import batch_sensitivity_n, random_subsets, sensitivity_n
 from tolerances import F32
 
 

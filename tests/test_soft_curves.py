@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from idexpo_jax import curves, masking
+from idexpo_jax.metrics import curves
+from idexpo_jax.core import masking
 from tolerances import F32
 
 # The package re-exports the function `soft_curves`, which shadows the submodule's attribute name.
-soft_curves = importlib.import_module("idexpo_jax.soft_curves")
+soft_curves = importlib.import_module("idexpo_jax.metrics.soft_curves")
 
 SETTINGS = settings(max_examples=20, deadline=None)
 

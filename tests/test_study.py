@@ -127,7 +127,7 @@ def test_expo_penalties_on_the_reference_conventions():
   """`logits_mean`: the logits' squared errors averaged over classes; σ, radius × input scale."""
   import jax
   import ml_collections
-  from idexpo_jax.expo import expo_fidelity, expo_stability
+  from idexpo_jax.regularisers.expo import expo_fidelity, expo_stability
   w = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
   f = lambda xb: jax.numpy.tanh(xb.reshape(xb.shape[0], -1)) @ w
   x = np.random.default_rng(1).normal(size=(4, 3, 4)).astype(np.float32)
@@ -162,7 +162,7 @@ def test_ce_from_penalty_is_the_same_step_with_one_model_pass_fewer():
 
   from experiments.common import methods
   from idexpo_jax.models import SmallCNN, functional, predictor_fn
-  from idexpo_jax.train import init_train_state
+  from idexpo_jax.training.train import init_train_state
   from tolerances import F32, f32
   graphdef, params, rest = functional(SmallCNN(1, 3, width=2, rngs=nnx.Rngs(0)))
   x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))

@@ -11,7 +11,7 @@ pytest.importorskip("skimage")
 from skimage import segmentation  # noqa: E402
 
 import idexpo_jax as ij  # noqa: E402
-from idexpo_jax.superpixels import relabel_segments, superpixel_segments  # noqa: E402
+from idexpo_jax.core.superpixels import relabel_segments, superpixel_segments  # noqa: E402
 
 
 def _image(c=3, size=16, seed=0):

@@ -90,7 +90,7 @@ def test_reduce_size_rejects_non_divisors():
 
 
 def test_batches_from_epoch_batch_fn_are_deterministic(mock):
-  from idexpo_jax.loop import epoch_batch_fn
+  from idexpo_jax.training.loop import epoch_batch_fn
   d = tfds_data.load_tfds_images("cifar10", val_size=4)
   f, g = epoch_batch_fn(d.train, 5, seed=7), epoch_batch_fn(d.train, 5, seed=7)
   seen = np.concatenate([f(t).y for t in range(4)])  # one epoch: 4 batches of 5 of 20

@@ -8,10 +8,10 @@ import pytest
 from flax import nnx
 
 from idexpo_jax import models
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.predictor import Predictor
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.core.predictor import Predictor
+from idexpo_jax.training.train import init_train_state, make_train_step
 from test_models import fast_model  # tests/ is on sys.path under pytest's default import mode
 from tolerances import F32
 

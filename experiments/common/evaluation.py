@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.common.methods import Explainer
-from idexpo_jax.curves import batch_insertion_deletion, curve_auc
-from idexpo_jax.masking import num_units
+from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc
+from idexpo_jax.core.masking import num_units
 
 SCORES = ("ins", "del", "ins_trapezoid", "del_trapezoid")
 

@@ -26,10 +26,10 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.kernel_shap import kernel_shap
-from idexpo_jax.lime import lime
-from idexpo_jax.masking import unit_sum
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.explainers.kernel_shap import kernel_shap
+from idexpo_jax.explainers.lime import lime
+from idexpo_jax.core.masking import unit_sum
 
 
 class Explainer(NamedTuple):
@@ -124,7 +124,7 @@ def make_explainer(name: str, cfg, *, baseline, image_shape=None) -> Explainer:
     image_shape: `(H, W, C)` of image inputs (grid segments are built for it), or `None` for
       tabular inputs (units are the features).
   """
-  from idexpo_jax.masking import grid_segments
+  from idexpo_jax.core.masking import grid_segments
   if name not in EXPLAINERS:
     raise ValueError(f"Unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}.")
 

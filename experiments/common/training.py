@@ -28,10 +28,10 @@ import optax
 from flax import nnx
 
 from experiments.common.methods import Explainer, Method
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.loop import epoch_batch_fn, fit
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.training.loop import epoch_batch_fn, fit
 from idexpo_jax.models import MLP, ResNet18, SmallCNN, functional, logits_with_state, predictor_fn
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 
 class Model(NamedTuple):

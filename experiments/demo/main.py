@@ -35,7 +35,7 @@ from experiments.common import evaluation, methods, reporting, training
 from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
 from idexpo_jax.data.sklearn_data import load_digits_images
-from idexpo_jax.masking import num_units, unit_mask_to_input
+from idexpo_jax.core.masking import num_units, unit_mask_to_input
 
 CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
                                          lock_config=True)

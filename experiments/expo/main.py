@@ -1,12 +1,12 @@
 """ExpO on tabular regression: None vs ExpO-Fidelity, ExpO-1D-Fidelity and ExpO-Stability.
 
 Plumb et al., "Regularizing Black-box Models for Improved Interpretability", NeurIPS 2020. Loss of
-a batch: `MSE + λ · R(f, x[:16])` with `R` one of `idexpo_jax.expo`'s regularisers and
+a batch: `MSE + λ · R(f, x[:16])` with `R` one of `idexpo_jax.regularisers.expo`'s regularisers and
 `λ = c · (initial MSE / initial R)`. All values of `c` train at once: their parameters are stacked
 and the summed loss of the members is one jitted step (`make_train_step`, driven by `loop.fit`);
 Adam is element-wise, so each member trains exactly as it would alone. Early stopping keeps each
 member's parameters of lowest validation MSE. `c` is chosen on the validation split; the test
-split only reports MSE and ExpO's LIME metrics (`idexpo_jax.fidelity_metrics`).
+split only reports MSE and ExpO's LIME metrics (`idexpo_jax.metrics.fidelity`).
 
   python -m experiments.expo.main --config=experiments/expo/configs/default.py
 
@@ -34,11 +34,11 @@ from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
 from experiments.expo.regularisers import regulariser
 from idexpo_jax.data.sklearn_data import load_regression
-from idexpo_jax.fidelity_metrics import expo_metrics_batch
-from idexpo_jax.local_linear import local_linear
-from idexpo_jax.loop import epoch_batch_fn, fit
+from idexpo_jax.metrics.fidelity import expo_metrics_batch
+from idexpo_jax.explainers.local_linear import local_linear
+from idexpo_jax.training.loop import epoch_batch_fn, fit
 from idexpo_jax.models import MLP, functional, predictor_fn
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/expo/configs/default.py")
 

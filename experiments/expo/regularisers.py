@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from idexpo_jax.expo import expo_fidelity, expo_fidelity_1d, expo_stability
+from idexpo_jax.regularisers.expo import expo_fidelity, expo_fidelity_1d, expo_stability
 
 METHODS = ("none", "expo_fidelity", "expo_fidelity_1d", "expo_stability")
 

@@ -8,7 +8,7 @@ early stopping) is one compiled call, `vmap`ped over the members. Adam is elemen
 member trains exactly as it would alone.
 
 Evaluation on the test split of every trial: MSE (z-scored target), LIME (two conventions, see
-`lime_metrics`) and MAPLE (`idexpo_jax.maple`) point fidelity, neighbourhood fidelity and
+`lime_metrics`) and MAPLE (`idexpo_jax.explainers.maple`) point fidelity, neighbourhood fidelity and
 stability with 5 neighbours at σ = 0.1 around every test point.
 
   python -m experiments.expo_uci.main --config=experiments/expo_uci/configs/default.py
@@ -37,8 +37,8 @@ from experiments.common.config_check import validate_config
 from experiments.expo.regularisers import regulariser
 
 from idexpo_jax.data.mlxtend_data import load_uci_table, split_standardize
-from idexpo_jax.local_linear import local_linear_fit
-from idexpo_jax.maple import fit_maple, maple_metrics
+from idexpo_jax.explainers.local_linear import local_linear_fit
+from idexpo_jax.explainers.maple import fit_maple, maple_metrics
 from idexpo_jax.models import MLP, functional, predictor_fn
 
 

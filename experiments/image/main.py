@@ -11,7 +11,7 @@ one host; see docs/scale.md).
 from absl import app
 
 from experiments.study import main as study_main
-from idexpo_jax.parallel import initialize_distributed
+from idexpo_jax.training.parallel import initialize_distributed
 
 if __name__ == "__main__":
   initialize_distributed()

@@ -27,7 +27,7 @@ from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
 from idexpo_jax.data.rrr_data import add_decoy, load_decoy_mnist
 from idexpo_jax.models import MLP, functional, predictor_fn
-from idexpo_jax.rrr import rrr_penalty
+from idexpo_jax.regularisers.rrr import rrr_penalty
 
 #: Ross et al. (2017), decoy MNIST test accuracies (REFERENCES.md).
 PAPER = {"no_penalty": 0.5155, "penalty": 0.9607, "clean": 0.9611,

@@ -27,12 +27,12 @@ from experiments.common.config_check import validate_config
 from experiments.common.training import Model, build_model, make_optimizer
 from idexpo_jax.data.rrr_data import load_decoy_digits, load_toy_color, make_toy_color, toy_color_masks
 from idexpo_jax.data.sklearn_data import Split
-from idexpo_jax.lime import lime
-from idexpo_jax.loop import epoch_batch_fn, fit
-from idexpo_jax.masking import unit_sum
+from idexpo_jax.explainers.lime import lime
+from idexpo_jax.training.loop import epoch_batch_fn, fit
+from idexpo_jax.core.masking import unit_sum
 from idexpo_jax.models import functional
-from idexpo_jax.rrr import batch_input_gradients, explanation_mask, find_another_explanation, rrr_penalty
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.regularisers.rrr import batch_input_gradients, explanation_mask, find_another_explanation, rrr_penalty
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/rrr/configs/default.py")
 

@@ -102,7 +102,7 @@ def plot_examples(results: dict, artefacts: dict, stem: str) -> list[str]:
   tabular inputs as signed bar charts of the top features. Curves: mean ± s.e.m. over the whole
   test split (seed 0), with the scored range (`fraction`) marked.
   """
-  from idexpo_jax.masking import grid_segments
+  from idexpo_jax.core.masking import grid_segments
   fig_data, chosen = artefacts["figure"], artefacts["chosen"][results["main_eta"]]
   entries = [("CE checkpoint", fig_data["pretrained"])] + [
       (LABELS.get(m, m), fig_data[(m, c["weight"])]) for m, c in chosen.items()]

@@ -32,14 +32,14 @@ from experiments.common.config_check import validate_config
 from experiments.common.evaluation import SCORES, limit_split, make_evaluator, selection_score
 from experiments.common.training import (Model, _ce_terms, build_model, checkpoint_options,
                                          make_optimizer, pretrain)
-from idexpo_jax.expo import expo_fidelity, expo_stability
-from idexpo_jax.idexpo import idexpo_penalty
-from idexpo_jax.loop import epoch_batch_fn, fit
-from idexpo_jax.masking import num_units
+from idexpo_jax.regularisers.expo import expo_fidelity, expo_stability
+from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.training.loop import epoch_batch_fn, fit
+from idexpo_jax.core.masking import num_units
 from idexpo_jax.models import predictor_fn
-from idexpo_jax.rrr import rrr_penalty
-from idexpo_jax.sensitivity import batch_sensitivity_n
-from idexpo_jax.train import init_train_state, make_train_step
+from idexpo_jax.regularisers.rrr import rrr_penalty
+from idexpo_jax.metrics.sensitivity import batch_sensitivity_n
+from idexpo_jax.training.train import init_train_state, make_train_step
 
 METHOD_NAMES = ("ce", "idexpo", "expo_fidelity", "expo_stability", "gradient")
 METRICS = ("accuracy", *SCORES, "sensitivity_n")
@@ -47,8 +47,8 @@ METRICS = ("accuracy", *SCORES, "sensitivity_n")
 
 def register_study_explainers() -> None:
   """Registers `lime` and `kernel_shap` in the shared registry when no one has yet."""
-  from idexpo_jax.kernel_shap import kernel_shap
-  from idexpo_jax.lime import lime
+  from idexpo_jax.explainers.kernel_shap import kernel_shap
+  from idexpo_jax.explainers.lime import lime
   if "lime" not in registry.EXPLAINERS:
     registry.register_explainer("lime", registry.segment_explainer(
         lime, "n_samples", "kernel_width", "distance", "ridge", "chunk_size"))

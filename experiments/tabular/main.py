@@ -26,7 +26,7 @@ from experiments.common import evaluation, methods, reporting, training
 from experiments.common.compilation_cache import enable_compilation_cache
 from idexpo_jax import plotting
 from idexpo_jax.data.sklearn_data import load_digits_images, load_tabular_classification
-from idexpo_jax.masking import num_units
+from idexpo_jax.core.masking import num_units
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment configuration file.",
                                           lock_config=False)

@@ -16,7 +16,7 @@ scikit-learn loaders), so the rest of the library and the experiments treat both
 * `Dataset.mean`: the per-channel training mean of the normalised inputs, shape `(1, 1, C)` — the
   ID-ExpO baseline for removed pixels (the dataset mean colour).
 
-Batching and shuffling: `idexpo_jax.loop.epoch_batch_fn(dataset.train, batch_size, seed=...)`, a
+Batching and shuffling: `idexpo_jax.training.loop.epoch_batch_fn(dataset.train, batch_size, seed=...)`, a
 pure function of the step, so that checkpointed runs resume exactly.
 
 Tests run under `tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE)`, which fakes the

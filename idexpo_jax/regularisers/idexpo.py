@@ -20,10 +20,10 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import (as_predictor, check_batch_targets, promote_input,
+from idexpo_jax.explainers.base import resolve_units
+from idexpo_jax.core.predictor import (as_predictor, check_batch_targets, promote_input,
                                   select_output)
-from idexpo_jax.soft_curves import _soft_losses_and_clean_logits
+from idexpo_jax.metrics.soft_curves import _soft_losses_and_clean_logits
 
 Array = jax.Array
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.predictor import (Predictor, check_batch_targets, has_own_features, is_traced,
+from idexpo_jax.core.predictor import (Predictor, check_batch_targets, has_own_features, is_traced,
                                   model_output, poison, promote_input, select_output, valid_target)
 
 Array = jax.Array

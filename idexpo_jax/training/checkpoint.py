@@ -2,7 +2,7 @@
 
 A checkpoint holds the whole `TrainState` (step, parameters, optimizer state, model state such as
 BatchNorm statistics) and a small JSON record with the step, the data position and any metadata.
-With the deterministic loop of `idexpo_jax.loop.fit` (batch of step `t` = `batch_fn(t)`, key of step
+With the deterministic loop of `idexpo_jax.training.loop.fit` (batch of step `t` = `batch_fn(t)`, key of step
 `t` = `fold_in(key, t)`), the data position is the step itself, so a run restored from the
 checkpoint of step `t` repeats the remaining steps bit for bit.
 

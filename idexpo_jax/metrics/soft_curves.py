@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.curves import flat_attribution, nan_attribution
-from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import (as_logits_fn, check_positive, model_output, poison,
+from idexpo_jax.core import masking
+from idexpo_jax.metrics.curves import flat_attribution, nan_attribution
+from idexpo_jax.explainers.base import resolve_units
+from idexpo_jax.core.predictor import (as_logits_fn, check_positive, model_output, poison,
                                   promote_input, select_output)
 
 Array = jax.Array

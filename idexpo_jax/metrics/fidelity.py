@@ -10,7 +10,7 @@ For an explainer that returns a local affine model `e(x)(x') = x'·coef + interc
 
 Squared norms sum over outputs (`coef` of shape `(D,)` or `(D, K)`). Every function takes one
 example `(D,)`, is pure and `vmap`s over examples; `expo_metrics_batch` does that for a batch.
-`output`/`target` select the values `f` as in `idexpo_jax.local_linear`; they must match the
+`output`/`target` select the values `f` as in `idexpo_jax.explainers.local_linear`; they must match the
 explainer's. The explainer is a callable `explainer(x, key) -> (coef, intercept)`, e.g.
 `lambda x, k: local_linear(logits_fn, x, k, n_samples=1000)`.
 """
@@ -21,9 +21,9 @@ from typing import Callable, Optional
 
 import jax
 
-from idexpo_jax.local_linear import (affine_predict, anchor_target, check_output, check_tabular,
+from idexpo_jax.explainers.local_linear import (affine_predict, anchor_target, check_output, check_tabular,
                                      gaussian_neighbors, model_outputs, sq_error)
-from idexpo_jax.predictor import check_positive, poison
+from idexpo_jax.core.predictor import check_positive, poison
 
 Array = jax.Array
 

@@ -2,7 +2,7 @@
 
 ExpO (Plumb et al., NeurIPS 2020) explains, regularises and scores models through local affine
 models `e(x)(x') = coef · x' + intercept`. This module holds what the ExpO regularisers
-(`idexpo_jax.expo`) and metrics (`idexpo_jax.fidelity_metrics`) share:
+(`idexpo_jax.regularisers.expo`) and metrics (`idexpo_jax.metrics.fidelity`) share:
 
 * `model_outputs`: the values a local model fits, from a logits function (convention below);
 * `gaussian_neighbors`: `x' = x + σ·ε`, `ε ~ N(0, I)`;
@@ -32,8 +32,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import (all_ok, as_logits_fn, check_positive, check_target, is_traced,
+from idexpo_jax.core.lstsq import weighted_least_squares
+from idexpo_jax.core.predictor import (all_ok, as_logits_fn, check_positive, check_target, is_traced,
                                   poison, valid_target)
 
 Array = jax.Array

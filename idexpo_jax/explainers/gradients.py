@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.predictor import OUTPUTS, as_logits_fn, target_scores
+from idexpo_jax.core import masking
+from idexpo_jax.core.predictor import OUTPUTS, as_logits_fn, target_scores
 
 Array = jax.Array
 

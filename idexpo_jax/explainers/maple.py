@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.local_linear import check_tabular
-from idexpo_jax.lstsq import weighted_least_squares
+from idexpo_jax.explainers.local_linear import check_tabular
+from idexpo_jax.core.lstsq import weighted_least_squares
 
 Array = jax.Array
 
@@ -105,7 +105,7 @@ def maple_metrics(logits_fn, maple: Maple, xb, key: Array, *, n_neighbors: int =
   With `x' = x + N(0, σ²I)` (`n_neighbors` per row): point fidelity `(e(x)(x) − f(x))²`,
   neighbourhood fidelity `mean_{x'} (e(x)(x') − f(x'))²` and stability
   `mean_{x'} ‖coef(x') − coef(x)‖²` (MAPLE re-run at every `x'`), as in
-  `idexpo_jax.fidelity_metrics`.
+  `idexpo_jax.metrics.fidelity`.
 
   Returns:
     `{"pf", "nf", "stability"}`, each `(B,)` (numpy).

@@ -29,11 +29,11 @@ from typing import Any, Callable, Optional, Union
 import jax
 import numpy as np
 
-from idexpo_jax import attributions
-from idexpo_jax.grad_cam import grad_cam
-from idexpo_jax.kernel_shap import kernel_shap
-from idexpo_jax.lime import lime
-from idexpo_jax.masking import unit_sum
+from idexpo_jax.explainers import gradients as attributions
+from idexpo_jax.explainers.grad_cam import grad_cam
+from idexpo_jax.explainers.kernel_shap import kernel_shap
+from idexpo_jax.explainers.lime import lime
+from idexpo_jax.core.masking import unit_sum
 
 Array = jax.Array
 

@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.lime import check_explainer_args
-from idexpo_jax.lstsq import constrained_least_squares, weighted_least_squares
-from idexpo_jax.predictor import (as_logits_fn, check_output, is_traced, poison, promote_input,
+from idexpo_jax.core import masking
+from idexpo_jax.explainers.lime import check_explainer_args
+from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
+from idexpo_jax.core.predictor import (as_logits_fn, check_output, is_traced, poison, promote_input,
                                   valid_target)
 
 Array = jax.Array

@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.curves import batch_insertion_deletion, curve_auc
-from idexpo_jax.explainers import _frozen, resolve_units
-from idexpo_jax.predictor import as_logits_fn
+from idexpo_jax.core import masking
+from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc
+from idexpo_jax.explainers.base import _frozen, resolve_units
+from idexpo_jax.core.predictor import as_logits_fn
 
 Array = jax.Array
 
@@ -118,7 +118,7 @@ def merge_model(arrays, static):
 
 def as_model(model):
   """A `Predictor` for an object with `features`/`head` methods, else `model` itself."""
-  from idexpo_jax.predictor import Predictor
+  from idexpo_jax.core.predictor import Predictor
   if isinstance(model, Predictor):
     return model
   if callable(getattr(model, "features", None)) and callable(getattr(model, "head", None)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.predictor import as_logits_fn, promote_input
+from idexpo_jax.core.predictor import as_logits_fn, promote_input
 
 Array = jax.Array
 

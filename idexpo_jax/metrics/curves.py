@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import (as_logits_fn, check_batch_targets, is_traced, poison,
+from idexpo_jax.core import masking
+from idexpo_jax.explainers.base import resolve_units
+from idexpo_jax.core.predictor import (as_logits_fn, check_batch_targets, is_traced, poison,
                                   promote_input)
 
 Array = jax.Array

@@ -11,7 +11,7 @@ loss in one jitted train step, e.g. `mse + weight · expo_fidelity(f, xb[:16], k
   1-D affine fit.
 * `expo_stability`: `mean ‖f(x) − f(x + u)‖²`, `u ~ U(−r, r)^D` (r = 0.05).
 
-The outputs that are fitted follow `idexpo_jax.local_linear` (`output="raw"` for regression with
+The outputs that are fitted follow `idexpo_jax.explainers.local_linear` (`output="raw"` for regression with
 `(B,)` or `(B, 1)` values; `"prob"` fits every class probability; `"predicted_prob"` the probability
 of the class predicted at the clean `x`). Squared errors are summed over outputs and averaged over
 neighbours and examples.
@@ -26,10 +26,10 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.local_linear import (affine_predict, check_output, check_positive, check_tabular,
+from idexpo_jax.explainers.local_linear import (affine_predict, check_output, check_positive, check_tabular,
                                      model_outputs, predicted_class, sq_error)
-from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import poison
+from idexpo_jax.core.lstsq import weighted_least_squares
+from idexpo_jax.core.predictor import poison
 
 Array = jax.Array
 
@@ -88,7 +88,7 @@ def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int
     key: PRNG key for the neighbours.
     n_neighbors: neighbours per example, `m > D` (default `max(20, 2D)`).
     sigma: standard deviation of the neighbourhood (0.5 for regularising in the paper).
-    output: "raw", "prob" or "predicted_prob" (see `idexpo_jax.local_linear`).
+    output: "raw", "prob" or "predicted_prob" (see `idexpo_jax.explainers.local_linear`).
 
   Returns:
     `(loss, aux)`: `loss = mean_x mean_{x'} ‖f(x') − e_x(x')‖²` with `e_x` the least-squares fit;

@@ -217,7 +217,7 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
   Returns:
     The scores of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
-  from idexpo_jax.predictor import (check_output, check_target,  # local: avoids an import cycle
+  from idexpo_jax.core.predictor import (check_output, check_target,  # local: avoids an import cycle
                                     model_output, target_scores)
 
   if output != "logits":

@@ -36,7 +36,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
   With `checkpoint_dir`, the run resumes from the latest checkpoint there (when it is ahead of
   `state`) and saves one every `checkpoint_every` steps and after the last step; since the batch
   and key of step `t` depend only on `t`, a resumed run ends with the same state, bit for bit, as
-  an uninterrupted one (`idexpo_jax.checkpoint`). A non-finite loss or gradient norm stops the
+  an uninterrupted one (`idexpo_jax.training.checkpoint`). A non-finite loss or gradient norm stops the
   run before its state is saved, so the last checkpoint is the last good state.
 
   A resume is refused (`ValueError` naming the field) when the checkpoint is beyond `num_steps`
@@ -78,7 +78,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     raise ValueError(f"`checkpoint_every` must be >= 0; got {checkpoint_every}.")
   manager = None
   if checkpoint_dir is not None:
-    from idexpo_jax import checkpoint
+    from idexpo_jax.training import checkpoint
     manager = checkpoint.checkpoint_manager(checkpoint_dir, max_to_keep=checkpoint_keep)
     metadata = {"num_steps": num_steps, "config": checkpoint.normalize_config(config)}
     if metadata["config"] is None:

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.lstsq import weighted_least_squares
-from idexpo_jax.predictor import (as_logits_fn, check_output, check_positive, is_traced, poison,
+from idexpo_jax.core import masking
+from idexpo_jax.core.lstsq import weighted_least_squares
+from idexpo_jax.core.predictor import (as_logits_fn, check_output, check_positive, is_traced, poison,
                                   promote_input)
 
 Array = jax.Array

@@ -27,10 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax import masking
-from idexpo_jax.curves import flat_attribution
-from idexpo_jax.explainers import resolve_units
-from idexpo_jax.predictor import as_logits_fn, check_batch_targets, promote_input
+from idexpo_jax.core import masking
+from idexpo_jax.metrics.curves import flat_attribution
+from idexpo_jax.explainers.base import resolve_units
+from idexpo_jax.core.predictor import as_logits_fn, check_batch_targets, promote_input
 
 Array = jax.Array
 

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from idexpo_jax.train import DonatedStep
+from idexpo_jax.training.train import DonatedStep
 
 DATA_AXIS = "data"
 
