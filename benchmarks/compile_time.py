@@ -119,17 +119,16 @@ def resnet_step(*, batch: int, width: int, size: int, n_steps: int, kind: str,
   if kind == "idexpo_lime":
     o = {**LIME, **(lime_options or {})}
     segments = jnp.asarray(ij.grid_segments(size, size, o["cell"]))
-    explainer = functools.partial(ij.lime, segments=segments, baseline=0.0,
+    explainer = functools.partial(ij.explainers.lime.lime, segments=segments, baseline=0.0,
                                   n_samples=o["n_samples"], chunk_size=o["chunk_size"])
   else:
-    explainer = functools.partial(ij.grad_cam, second_order=kind != "idexpo_first_order")
+    explainer = functools.partial(ij.explainers.grad_cam.grad_cam, second_order=kind != "idexpo_first_order")
 
   def loss(p, b, k):
     if kind == "ce":
       return ce(p, *b), {}
     pred = models.predictor_fn(graphdef, p, rest)
-    pen, aux = ij.idexpo_penalty(pred, b[0], b[1], k, explainer=explainer, baseline=0.0,
-                                 segments=segments, n_steps=n_steps, fraction=0.5)
+    pen, aux = ij.IdExpo(explainer, baseline=0.0, segments=segments, n_steps=n_steps, fraction=0.5)(pred, b[0], b[1], k)
     ce_value = ce(p, *b) if separate_ce else aux["clean_ce"]
     return ce_value + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
 

@@ -63,14 +63,13 @@ def bench_train_step(*, batch, width, n_steps, repeats, second_order=True):
   key = jax.random.key(0)
   x = jax.random.normal(key, (batch, 32, 32, 3), jnp.float32)
   y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
-  explainer = functools.partial(ij.grad_cam, second_order=second_order)
+  explainer = functools.partial(ij.explainers.grad_cam.grad_cam, second_order=second_order)
   opt = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(1e-4, momentum=0.9, nesterov=True))
 
   def idexpo_loss(p, b, k):
     pred = models.predictor_fn(graphdef, p, rest)
     ce = _ce(pred(b[0]), b[1])
-    pen, aux = ij.idexpo_penalty(pred, b[0], b[1], k, explainer=explainer, baseline=0.0,
-                                 n_steps=n_steps, fraction=0.5)
+    pen, aux = ij.IdExpo(explainer, baseline=0.0, n_steps=n_steps, fraction=0.5)(pred, b[0], b[1], k)
     return ce + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
 
   def ce_loss(p, b, k):
@@ -117,7 +116,7 @@ def bench_explainers(*, images, samples, repeats):
   seg = jnp.asarray(ij.grid_segments(16, 16, 4))
   keys = jax.random.split(jax.random.key(1), images)
   out = {}
-  for name, fn in (("lime", ij.lime), ("kernel_shap", ij.kernel_shap)):
+  for name, fn in (("lime", ij.explainers.lime.lime), ("kernel_shap", ij.explainers.kernel_shap.kernel_shap)):
     f = jax.jit(jax.vmap(lambda xi, t, k, fn=fn: fn(logits_fn, xi, t, k, segments=seg,
                                                      baseline=0.0, n_samples=samples)))
     compiled, t_compile = _compile(f, x, targets, keys)

@@ -26,7 +26,7 @@ import optax
 from benchmarks.common import Problem, block, time_call
 from benchmarks.explainers import our_explainer
 from idexpo_jax.explainers.grad_cam import grad_cam
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.core.masking import num_units
 from idexpo_jax.models import predictor_fn
 from idexpo_jax.metrics.soft_curves import soft_step_counts
@@ -61,9 +61,7 @@ def idexpo_loss(problem: Problem, explainer: Callable, *, segments: Optional[np.
     xb, yb = batch
     predictor = predictor_fn(problem.graphdef, params, problem.rest)
     ce = _ce(predictor(xb), yb)
-    penalty, aux = idexpo_penalty(predictor, xb, yb, key, explainer=explainer,
-                                  baseline=problem.baseline, segments=segments, n_steps=N_STEPS,
-                                  fraction=FRACTION, chunk_size=chunk_size)
+    penalty, aux = IdExpo(explainer, baseline=problem.baseline, segments=segments, n_steps=N_STEPS, fraction=FRACTION, chunk_size=chunk_size)(predictor, xb, yb, key)
     return ce + LAM * penalty + LAM2 * aux["attribution_sq"], {"ce": ce, **aux}
 
   return loss_fn

@@ -55,8 +55,7 @@ def main(steps: int = 3):
   phi = ij.explain(lime, predictor, x[:8], jax.random.key(0), targets="all")
   pred = predictor(x[:8]).argmax(-1)  # the predicted class
   pred_phi = phi[jnp.arange(8), pred]
-  scores = ij.batch_insertion_deletion_scores(predictor, x[:8], pred_phi, pred,
-                                              explainer=lime)
+  scores = ij.InsertionDeletion(lime)(predictor, x[:8], pred_phi, pred)
   print(f"Equinox: φ {phi.shape}, Ins {float(scores.insertion_mean):.3f}, "
         f"Del {float(scores.deletion_mean):.3f}")
 
@@ -66,7 +65,7 @@ def main(steps: int = 3):
     xb, yb = batch
     predictor = ij.adapters.equinox_predictor(eqx.combine(params, static))
     ce = optax.softmax_cross_entropy_with_integer_labels(predictor(xb), yb).mean()
-    pen, aux = ij.idexpo_penalty(predictor, xb, yb, key, explainer=lime, n_steps=4)
+    pen, aux = ij.IdExpo(lime, n_steps=4)(predictor, xb, yb, key)
     return ce + 0.1 * pen + 1e-4 * aux["attribution_sq"], {"ce": ce, **aux}
 
   optimizer = optax.sgd(1e-2, momentum=0.9)

@@ -35,8 +35,7 @@ def main(steps: int = 3):
   # 2. Score the explanations of the predicted class (the README's convention by default).
   pred = model(x[:8]).argmax(-1)  # the predicted class
   pred_phi = phi[jnp.arange(8), pred]
-  scores = ij.batch_insertion_deletion_scores(model, x[:8], pred_phi, pred,
-                                              explainer=lime)
+  scores = ij.InsertionDeletion(lime)(model, x[:8], pred_phi, pred)
   print(f"NNX: φ {phi.shape}, Ins {float(scores.insertion_mean):.3f}, "
         f"Del {float(scores.deletion_mean):.3f}")
 
@@ -47,7 +46,7 @@ def main(steps: int = 3):
     xb, yb = batch
     predictor = models.predictor_fn(graphdef, params, rest)
     ce = optax.softmax_cross_entropy_with_integer_labels(predictor(xb), yb).mean()
-    pen, aux = ij.idexpo_penalty(predictor, xb, yb, key, explainer=lime, n_steps=4)
+    pen, aux = ij.IdExpo(lime, n_steps=4)(predictor, xb, yb, key)
     return ce + 0.1 * pen + 1e-4 * aux["attribution_sq"], {"ce": ce, **aux}
 
   optimizer = optax.sgd(1e-2, momentum=0.9)

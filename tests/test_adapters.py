@@ -42,7 +42,7 @@ def test_linen_predictor_equals_apply_and_explains():
   # Grad-CAM through the adapter equals Grad-CAM of hand-written features/head.
   manual = ij.Predictor(lambda x: module.apply(variables, x, method="features"),
                         lambda a: module.apply(variables, a, method="head"))
-  np.testing.assert_allclose(ij.grad_cam(pred, xb[0], 1), ij.grad_cam(manual, xb[0], 1),
+  np.testing.assert_allclose(ij.explainers.grad_cam.grad_cam(pred, xb[0], 1), ij.explainers.grad_cam.grad_cam(manual, xb[0], 1),
                              rtol=1e-5, atol=1e-7)
   # The variables are the leaves: explain follows new parameters.
   cam = ij.GradCam(baseline=0.0)
@@ -87,7 +87,7 @@ def test_equinox_predictor_transposes_to_channels_first():
   manual = ij.Predictor(lambda x: jnp.transpose(jax.vmap(model.features)(
       jnp.transpose(x, (0, 3, 1, 2))), (0, 2, 3, 1)),
                         lambda a: jax.vmap(model.head)(jnp.transpose(a, (0, 3, 1, 2))))
-  np.testing.assert_allclose(ij.grad_cam(pred, xb[1], 2), ij.grad_cam(manual, xb[1], 2),
+  np.testing.assert_allclose(ij.explainers.grad_cam.grad_cam(pred, xb[1], 2), ij.explainers.grad_cam.grad_cam(manual, xb[1], 2),
                              rtol=1e-5, atol=1e-7)
   # Tabular models: 1-D examples are never transposed.
   mlp = eqx.nn.MLP(5, 3, 4, 1, key=jax.random.key(1))

@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from idexpo_jax.explainers import gradients as at
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.core.masking import grid_segments, unit_sum
 from tolerances import F32
 
@@ -138,8 +138,7 @@ def test_gradient_explainers_inside_idexpo_penalty():
   xb = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
   yb = jnp.asarray([0, 1, 2, 1], jnp.int32)
   explainer = functools.partial(at.integrated_gradients, baseline=0.0, n_steps=8)
-  pen = lambda p: idexpo_penalty(_mlp(p), xb, yb, jax.random.key(0), explainer=explainer,
-                                 n_steps=4)[0]
+  pen = lambda p: IdExpo(explainer, n_steps=4)(_mlp(p), xb, yb, jax.random.key(0))[0]
   value, grads = jax.jit(jax.value_and_grad(pen))(params)
   from idexpo_jax.metrics.soft_curves import soft_insertion_deletion
   loop = []

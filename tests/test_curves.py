@@ -94,7 +94,7 @@ def test_curves_match_brute_force(kind, ties, step, fraction):
 def test_chunked_curves_equal_unchunked():
   x, baseline, w, bias, phi, segments = _problem("pixels", seed=3)
   run = lambda chunk: _run(lambda f, x, phi, b: curves.insertion_deletion_curves(
-      f, x, phi, 0, baseline=b, step=4, chunk_size=chunk), x, phi, w, bias, baseline)
+      f, x, phi, 0, baseline=b, step=4, chunk_size=chunk, fraction=1.0), x, phi, w, bias, baseline)
   for a, b in zip(run(None), run(5)):
     np.testing.assert_allclose(a, b, **F32)  # chunks reorder the model's sums
 
@@ -120,7 +120,7 @@ def test_scores_and_batch_match_curves(kind):
   ref_fr, ref_ins, ref_del = brute_force_curves(w, bias, x, phi, 2, baseline, segments, 2, 1.0)
   for auc in ("mean", "trapezoid"):
     fn = lambda f, x, phi, b: curves.insertion_deletion_scores(
-        f, x, phi, 2, baseline=b, segments=segments, step=2, auc=auc)
+        f, x, phi, 2, baseline=b, segments=segments, step=2, auc=auc, fraction=1.0)
     ins, dele = _run(fn, x, phi, w, bias, baseline)
     if auc == "mean":
       np.testing.assert_allclose([ins, dele], [ref_ins[1:].mean(), ref_del[1:].mean()], atol=2e-5)
@@ -134,7 +134,7 @@ def test_scores_and_batch_match_curves(kind):
   phib = np.stack([phi, -phi, np.abs(phi)])
   targets = np.array([2, 0, 3])
   fn = lambda f, xb, phib, b: curves.batch_insertion_deletion(
-      f, xb, phib, jnp.asarray(targets), baseline=b, segments=segments, step=2)
+      f, xb, phib, jnp.asarray(targets), baseline=b, segments=segments, step=2, fraction=1.0)
   fr, ins_b, del_b = _run(fn, xb, phib, w, bias, baseline)
   for i in range(3):
     _, ref_i, ref_d = brute_force_curves(w, bias, xb[i], phib[i], targets[i], baseline, segments,
@@ -208,11 +208,11 @@ def test_nan_attribution_raises_eagerly_and_gives_nan_curves_when_traced():
   fn, x, phi, _ = _linear_problem()
   bad = phi.at[3].set(jnp.nan)
   with pytest.raises(ValueError, match="`attribution`.*NaN"):
-    curves.insertion_deletion_curves(fn, x, bad, 1, baseline=0.0, step=4)
+    curves.insertion_deletion_curves(fn, x, bad, 1, baseline=0.0, step=4, fraction=1.0)
   with pytest.raises(ValueError, match="`attributions`.*NaN"):
-    curves.batch_insertion_deletion(fn, x[None], bad[None], jnp.asarray([1]), baseline=0.0, step=4)
+    curves.batch_insertion_deletion(fn, x[None], bad[None], jnp.asarray([1]), baseline=0.0, step=4, fraction=1.0)
   _, ins, dele = jax.jit(lambda a: curves.insertion_deletion_curves(fn, x, a, 1, baseline=0.0,
-                                                                    step=4))(bad)
+                                                                    step=4, fraction=1.0))(bad)
   assert np.isnan(ins).all() and np.isnan(dele).all()
 
 
@@ -220,14 +220,14 @@ def test_nan_attribution_raises_eagerly_and_gives_nan_curves_when_traced():
 def test_step_must_be_an_int(step):
   fn, x, phi, _ = _linear_problem()
   with pytest.raises(ValueError, match="`step`"):
-    curves.insertion_deletion_curves(fn, x, phi, 1, baseline=0.0, step=step)
+    curves.insertion_deletion_curves(fn, x, phi, 1, baseline=0.0, step=step, fraction=1.0)
 
 
 def test_raw_output_scores_a_regression_model_and_integer_x_is_promoted():
   _, x, phi, w = _linear_problem()
   regression = lambda xb: xb.reshape(xb.shape[0], -1) @ w[:, 0]
   fr, ins, dele = curves.insertion_deletion_curves(regression, x, phi, 0, baseline=0.0, step=4,
-                                                   output="raw")
+                                                   output="raw", fraction=1.0)
   order = np.argsort(-np.asarray(phi), kind="stable")
   xs, ws = np.asarray(x, np.float64).reshape(-1), np.asarray(w[:, 0], np.float64)
   ref_ins = [(xs * ws)[order[:k]].sum() for k in (0, 4, 8, 12, 16)]
@@ -235,9 +235,9 @@ def test_raw_output_scores_a_regression_model_and_integer_x_is_promoted():
   np.testing.assert_allclose(dele, (xs * ws).sum() - np.asarray(ref_ins), atol=1e-5)
   xi = (jnp.arange(16).reshape(4, 4, 1) % 4).astype(jnp.int32)
   out_i = curves.insertion_deletion_curves(regression, xi, phi, 0, baseline=0.5, step=4,
-                                           output="raw")
+                                           output="raw", fraction=1.0)
   out_f = curves.insertion_deletion_curves(regression, xi.astype(jnp.float32), phi, 0,
-                                           baseline=0.5, step=4, output="raw")
+                                           baseline=0.5, step=4, output="raw", fraction=1.0)
   np.testing.assert_array_equal(np.stack(out_i), np.stack(out_f))
   with pytest.raises(ValueError, match="output='raw'"):
-    curves.insertion_deletion_curves(regression, x, phi, 0, baseline=0.0, step=4)
+    curves.insertion_deletion_curves(regression, x, phi, 0, baseline=0.0, step=4, fraction=1.0)

@@ -36,13 +36,13 @@ def _batch(seed=0, b=3):
 # (object, the pure function with the same options)
 CASES = [
     (ij.Lime(segments=SEG, baseline=0.1, n_samples=40, ridge=0.5, output="log_prob"),
-     functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=40, ridge=0.5,
+     functools.partial(ij.explainers.lime.lime, segments=SEG, baseline=0.1, n_samples=40, ridge=0.5,
                        output="log_prob")),
     (ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20, output="logit", sampler="leverage"),
-     functools.partial(ij.kernel_shap, segments=SEG, baseline=0.1, n_samples=20, output="logit",
+     functools.partial(ij.explainers.kernel_shap.kernel_shap, segments=SEG, baseline=0.1, n_samples=20, output="logit",
                        sampler="leverage")),
     (ij.GradCam(baseline=0.1, second_order=False, output="log_prob"),
-     lambda m, x, t, k: ij.grad_cam(m, x, t, k, second_order=False,
+     lambda m, x, t, k: ij.explainers.grad_cam.grad_cam(m, x, t, k, second_order=False,
                                     output="log_prob").reshape(-1)),
     (ij.IntegratedGradients(segments=SEG, baseline=0.1, n_steps=5),
      functools.partial(at.integrated_gradients, segments=SEG, baseline=0.1, n_steps=5)),
@@ -94,36 +94,109 @@ def test_idexpo_penalty_reads_units_and_baseline_from_the_explainer():
   pred, xb, yb, key = _cnn_predictor(), _batch(1), jnp.asarray([0, 3, 1]), jax.random.key(4)
   kw = dict(n_steps=2, fraction=0.5)
   obj = ij.Lime(segments=SEG, baseline=0.1, n_samples=30)
-  want = ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, segments=SEG, baseline=0.1, **kw)
-  got = ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, **kw)
+  want = ij.IdExpo(obj, segments=SEG, baseline=0.1, **kw)(pred, xb, yb, key)
+  got = ij.IdExpo(obj, **kw)(pred, xb, yb, key)
   np.testing.assert_array_equal(got[0], want[0])
   # The README's line: a partial of the pure function also states the units once.
-  part = functools.partial(ij.lime, segments=SEG, baseline=0.1, n_samples=30)
-  np.testing.assert_array_equal(ij.idexpo_penalty(pred, xb, yb, key, explainer=part, **kw)[0],
+  part = functools.partial(ij.explainers.lime.lime, segments=SEG, baseline=0.1, n_samples=30)
+  np.testing.assert_array_equal(ij.IdExpo(part, **kw)(pred, xb, yb, key)[0],
                                 want[0])
   with pytest.raises(ValueError, match="segments"):
-    ij.idexpo_penalty(pred, xb, yb, key, explainer=obj, segments=ij.grid_segments(8, 8, 2), **kw)
+    ij.IdExpo(obj, segments=ij.grid_segments(8, 8, 2), **kw)(pred, xb, yb, key)
   with pytest.raises(ValueError, match="baseline"):
-    ij.idexpo_penalty(pred, xb, yb, key, explainer=ij.grad_cam, **kw)
+    ij.IdExpo(ij.explainers.grad_cam.grad_cam, **kw)(pred, xb, yb, key)
 
 
-def test_curves_and_metrics_read_the_explainer():
-  pred, x, key = _cnn_predictor(), _batch(2)[0], jax.random.key(5)
+def test_metric_objects_read_the_explainer_units():
+  """`InsertionDeletion` and `IdExpo` score the explainer's units and baseline: equal to the pure
+  functions given them explicitly."""
+  pred, xb, key = _cnn_predictor(), _batch(2), jax.random.key(5)
   obj = ij.KernelShap(segments=SEG, baseline=0.1, n_samples=20)
-  phi = obj(pred, x, 2, key)
-  explicit = dict(segments=SEG, baseline=0.1)
-  pairs = [
-      (ij.insertion_deletion_curves, dict(step=1)),
-      (ij.insertion_deletion_scores, dict(step=1, auc="trapezoid")),
-      (ij.soft_insertion_deletion, dict(n_steps=2)),
-      (ij.soft_curves, dict(n_steps=2)),
-  ]
-  for fn, kw in pairs:
-    for a, b in zip(fn(pred, x, phi, 2, explainer=obj, **kw), fn(pred, x, phi, 2, **explicit, **kw)):
-      np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(
-      ij.sensitivity_n(pred, x, phi, 2, key, n=2, n_subsets=5, explainer=obj),
-      ij.sensitivity_n(pred, x, phi, 2, key, n=2, n_subsets=5, **explicit))
+  phi = ij.explain(obj, pred, xb, key, targets=jnp.asarray([2, 1, 0]))
+  t = jnp.asarray([2, 1, 0])
+  fr, ins_c, del_c = ij.InsertionDeletion(obj, step=1, fraction=1.0).curves(pred, xb, phi, t)
+  ref = ij.metrics.curves.batch_insertion_deletion(pred, xb, phi, t, segments=SEG, baseline=0.1,
+                                                   step=1, fraction=1.0)
+  for a, b in zip((fr, ins_c, del_c), ref):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  for i in range(3):
+    np.testing.assert_allclose(
+        ij.IdExpo(obj, n_steps=2).losses(pred, xb[i], phi[i], t[i]),
+        ij.soft_insertion_deletion(pred, xb[i], phi[i], t[i], segments=SEG, baseline=0.1,
+                                   n_steps=2), rtol=1e-6, atol=1e-7)
+
+
+def test_every_option_of_a_function_is_a_field_of_its_object():
+  """The fields of each explainer object are exactly the keyword options of its function (less
+  the units/baseline the function does not take), checked from the signatures."""
+  import dataclasses
+  import inspect
+  objects = [ij.Lime, ij.KernelShap, ij.GradCam, ij.IntegratedGradients, ij.SmoothGrad,
+             ij.GradientTimesInput, ij.InputGradients]
+  for cls in objects:
+    sig = inspect.signature(cls.function)
+    options = {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert options == fields - set(cls.not_passed), cls.__name__
+    assert {"segments", "baseline", "output"} <= fields, cls.__name__
+    # Defaults agree with the function's (every object requires a baseline: the metrics read it).
+    for f in dataclasses.fields(cls):
+      if f.name in options and f.name != "baseline" and sig.parameters[f.name].default is not inspect.Parameter.empty:
+        assert f.default == sig.parameters[f.name].default, (cls.__name__, f.name)
+  local = {n for n, p in inspect.signature(ij.explainers.local_linear.local_linear).parameters.items()
+           if p.kind is p.KEYWORD_ONLY}
+  assert local == {f.name for f in dataclasses.fields(ij.LocalLinear)}
+
+
+def test_a_function_gaining_an_option_its_object_lacks_fails_at_class_creation():
+  def explain_fn(model, x, target, key, *, segments=None, baseline, output="prob", new=1):
+    return x
+
+  with pytest.raises(TypeError, match="new"):
+    @ij.explainers.base.explainer_config
+    class Incomplete(ij.Explainer):  # pylint: disable=unused-variable
+      function = staticmethod(explain_fn)
+      segments: object = None
+      baseline: object
+      output: str = "prob"
+
+
+def test_lime_object_takes_paired():
+  pred, x, key = _cnn_predictor(), _batch()[0], jax.random.key(1)
+  obj = ij.Lime(segments=SEG, baseline=0.0, n_samples=31, paired=True)
+  np.testing.assert_allclose(obj(pred, x, 1, key), ij.explainers.lime.lime(
+      pred, x, 1, key, segments=SEG, baseline=0.0, n_samples=31, paired=True), rtol=1e-6)
+
+
+def test_objects_own_frozen_copies_of_their_arrays():
+  seg = np.asarray(ij.grid_segments(8, 8, 4)).copy()
+  base = np.full((8, 8, 2), 0.1, np.float32)
+  obj = ij.Lime(segments=seg, baseline=base, n_samples=20)
+  before = hash(obj)
+  seg[0, 0] = 3
+  base[...] = 9.0
+  assert hash(obj) == before and obj.segments[0, 0] == 0 and obj.baseline.max() == np.float32(0.1)
+  with pytest.raises(ValueError):
+    obj.segments[0, 0] = 1  # read-only
+  pen = ij.IdExpo(obj)
+  assert pen.units()[0] is obj.segments
+
+
+def test_every_explainer_takes_an_nnx_module_directly():
+  """`ij.GradCam(...)(models.SmallCNN(...), x, t, key)` and the others accept the module."""
+  model = models.SmallCNN(2, 4, width=4, rngs=nnx.Rngs(0))
+  model.eval()
+  pred = ij.Predictor(model.features, model.head)
+  x, key = _batch()[0], jax.random.key(3)
+  for obj, _ in CASES:
+    np.testing.assert_allclose(obj(model, x, 1, key), obj(pred, x, 1, key), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(ij.explainers.grad_cam.grad_cam(model, x, 3),
+                             ij.explainers.grad_cam.grad_cam(pred, x, 3), rtol=1e-6)
+  xb, yb = _batch(1), jnp.asarray([0, 3, 1])
+  pen = ij.IdExpo(ij.GradCam(baseline=0.0), n_steps=4)
+  np.testing.assert_allclose(pen(model, xb, yb, key)[0], pen(pred, xb, yb, key)[0], rtol=1e-6)
+  with pytest.raises(TypeError, match="spatial feature maps"):
+    ij.GradCam(baseline=0.0)(lambda b: model(b), x, 1, key)
 
 
 def test_explain_equals_the_vmapped_explainer():
@@ -169,7 +242,7 @@ def test_explain_an_nnx_module_follows_its_parameters():
   xb, key = _batch(4), jax.random.key(1)
   obj = ij.GradCam(baseline=0.0)  # needs features/head: read from the module
   first = ij.explain(obj, model, xb, key, targets=jnp.asarray([0, 1, 2]))
-  np.testing.assert_allclose(first, jax.jit(jax.vmap(lambda x, t: ij.grad_cam(
+  np.testing.assert_allclose(first, jax.jit(jax.vmap(lambda x, t: ij.explainers.grad_cam.grad_cam(
       ij.Predictor(model.features, model.head), x, t).reshape(-1)))(xb, jnp.asarray([0, 1, 2])),
                              rtol=1e-5, atol=1e-7)
   model.conv1.kernel[...] = model.conv1.kernel[...] + 0.3
@@ -190,23 +263,22 @@ def test_batch_scores_use_the_readme_convention():
   pred, xb = _cnn_predictor(), _batch(5, b=4)
   obj = ij.InputGradients(baseline=0.2)  # 64 pixel units: step 4
   phi = ij.explain(obj, pred, xb, jax.random.key(0))
-  got = ij.batch_insertion_deletion_scores(pred, xb, phi, explainer=obj)
+  got = ij.InsertionDeletion(obj)(pred, xb, phi)
   predicted = pred(xb).argmax(-1)
-  loop = [ij.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
+  loop = [ij.metrics.curves.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
                                        fraction=0.5, auc="mean") for i in range(4)]
   np.testing.assert_allclose(got.insertion, [s[0] for s in loop], rtol=1e-5)
   np.testing.assert_allclose(got.deletion, [s[1] for s in loop], rtol=1e-5)
   np.testing.assert_allclose(got.insertion_mean, np.mean([s[0] for s in loop]), rtol=1e-5)
-  trap = ij.batch_insertion_deletion_scores(pred, xb, phi, predicted, explainer=obj,
-                                            fraction=1.0, auc="trapezoid")
-  loop = [ij.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
+  trap = ij.InsertionDeletion(obj, fraction=1.0, auc="trapezoid")(pred, xb, phi, predicted)
+  loop = [ij.metrics.curves.insertion_deletion_scores(pred, xb[i], phi[i], predicted[i], baseline=0.2, step=4,
                                        fraction=1.0, auc="trapezoid") for i in range(4)]
   np.testing.assert_allclose(trap.deletion, [s[1] for s in loop], rtol=1e-5)
   # Every class: scores (B, K), class c scored with attributions[:, c].
   every = ij.explain(obj, pred, xb, jax.random.key(0), targets="all")
-  all_scores = ij.batch_insertion_deletion_scores(pred, xb, every, "all", explainer=obj)
+  all_scores = ij.InsertionDeletion(obj)(pred, xb, every, "all")
   assert all_scores.insertion.shape == (4, 4)
-  one = ij.batch_insertion_deletion_scores(pred, xb, every[:, 2], jnp.full(4, 2), explainer=obj)
+  one = ij.InsertionDeletion(obj)(pred, xb, every[:, 2], jnp.full(4, 2))
   np.testing.assert_allclose(all_scores.insertion[:, 2], one.insertion, rtol=1e-5)
   with pytest.raises(ValueError, match="attributions"):
-    ij.batch_insertion_deletion_scores(pred, xb, every, explainer=obj)
+    ij.InsertionDeletion(obj)(pred, xb, every)

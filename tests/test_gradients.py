@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from idexpo_jax.explainers.input_gradients import input_gradients
+from idexpo_jax.explainers.gradients import input_gradients
 from idexpo_jax.core.predictor import Predictor
 
 

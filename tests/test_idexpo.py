@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from idexpo_jax.explainers.grad_cam import grad_cam
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.core.masking import grid_segments
 from idexpo_jax.core.predictor import Predictor
 from idexpo_jax.metrics.soft_curves import soft_insertion_deletion
@@ -39,8 +39,7 @@ def _setup(seed=0):
 def test_penalty_equals_loop_over_examples(deletion):
   params, xb, yb = _setup()
   key = jax.random.key(0)
-  pen, aux = jax.jit(lambda p: idexpo_penalty(_predictor(p), xb, yb, key, explainer=grad_cam,
-                                              deletion=deletion, **KW))(params)
+  pen, aux = jax.jit(lambda p: IdExpo(grad_cam, deletion=deletion, **KW)(_predictor(p), xb, yb, key))(params)
 
   @jax.jit
   def one(p, x, y):  # one example at a time, no vmap
@@ -61,8 +60,7 @@ def test_explainer_gets_one_split_key_per_example_and_segments():
   segments = grid_segments(8, 8, 4)
   key = jax.random.key(3)
   explainer = lambda pred, x, y, k: jax.random.normal(k, (4,))
-  pen, _ = jax.jit(lambda p: idexpo_penalty(_predictor(p), xb, yb, key, explainer=explainer,
-                                            segments=segments, **KW))(params)
+  pen, _ = jax.jit(lambda p: IdExpo(explainer, segments=segments, **KW)(_predictor(p), xb, yb, key))(params)
   one = jax.jit(lambda p, x, y, k: sum(soft_insertion_deletion(
       _predictor(p), x, explainer(None, None, None, k), y, segments=segments, **KW)))
   keys = jax.random.split(key, 3)
@@ -72,23 +70,20 @@ def test_explainer_gets_one_split_key_per_example_and_segments():
 
 def test_gradient_is_finite_and_reaches_every_parameter():
   params, xb, yb = _setup(2)
-  grads = jax.jit(jax.grad(lambda p: idexpo_penalty(_predictor(p), xb, yb, jax.random.key(0),
-                                                    explainer=grad_cam, **KW)[0]))(params)
+  grads = jax.jit(jax.grad(lambda p: IdExpo(grad_cam, **KW)(_predictor(p), xb, yb, jax.random.key(0))[0]))(params)
   for g in grads:
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 0
 
 
 def test_wrong_shapes_name_the_argument():
   params, xb, yb = _setup()
-  call = lambda xb, yb: jax.jit(lambda: idexpo_penalty(
-      _predictor(params), xb, yb, jax.random.key(0), explainer=grad_cam, **KW))()
+  call = lambda xb, yb: jax.jit(lambda: IdExpo(grad_cam, **KW)(_predictor(params), xb, yb, jax.random.key(0)))()
   with pytest.raises(ValueError, match="`yb`"):
     call(xb, yb[:2])
   with pytest.raises(ValueError, match="`yb`"):
     call(xb, yb[:, None])
   with pytest.raises(ValueError, match="`attribution`"):  # explainer returns the wrong size
-    jax.jit(lambda: idexpo_penalty(_predictor(params), xb, yb, jax.random.key(0),
-                                   explainer=lambda *a: jnp.zeros((5,)), **KW))()
+    jax.jit(lambda: IdExpo(lambda *a: jnp.zeros((5,)), **KW)(_predictor(params), xb, yb, jax.random.key(0)))()
 
 
 # --- Loud edges (issue 13): labels out of range, empty batches, bare logits functions.
@@ -99,9 +94,8 @@ def test_labels_out_of_range_raise_eagerly_and_give_a_nan_penalty_when_traced(la
   params, xb, _ = _setup()
   yb = jnp.asarray([0, label, 1], jnp.int32)
   with pytest.raises(ValueError, match=r"`yb` must be in \[0, 4\)"):
-    idexpo_penalty(_predictor(params), xb, yb, jax.random.key(0), explainer=grad_cam, **KW)
-  pen, aux = jax.jit(lambda y: idexpo_penalty(_predictor(params), xb, y, jax.random.key(0),
-                                              explainer=grad_cam, **KW))(yb)
+    IdExpo(grad_cam, **KW)(_predictor(params), xb, yb, jax.random.key(0))
+  pen, aux = jax.jit(lambda y: IdExpo(grad_cam, **KW)(_predictor(params), xb, y, jax.random.key(0)))(yb)
   assert np.isnan(pen) and np.isnan(aux["cins"]) and np.isnan(aux["cdel"])
   assert np.isnan(aux["clean_ce"]) and np.isnan(aux["clean_acc"])
 
@@ -109,19 +103,16 @@ def test_labels_out_of_range_raise_eagerly_and_give_a_nan_penalty_when_traced(la
 def test_empty_batch_and_a_bare_logits_function_for_grad_cam_raise():
   params, xb, yb = _setup()
   with pytest.raises(ValueError, match="`yb`.*B >= 1"):
-    idexpo_penalty(_predictor(params), xb[:0], yb[:0], jax.random.key(0), explainer=grad_cam,
-                   **KW)
+    IdExpo(grad_cam, **KW)(_predictor(params), xb[:0], yb[:0], jax.random.key(0))
   with pytest.raises(TypeError, match=r"Predictor\(features, head\)"):
-    idexpo_penalty(lambda b: _predictor(params)(b), xb, yb, jax.random.key(0),
-                   explainer=grad_cam, **KW)
+    IdExpo(grad_cam, **KW)(lambda b: _predictor(params)(b), xb, yb, jax.random.key(0))
 
 
 def test_integer_images_are_promoted():
   params, xb, yb = _setup()
   xi = (jnp.arange(xb.size).reshape(xb.shape) % 3).astype(jnp.int32)
-  a = idexpo_penalty(_predictor(params), xi, yb, jax.random.key(0), explainer=grad_cam, **KW)
-  b = idexpo_penalty(_predictor(params), xi.astype(jnp.float32), yb, jax.random.key(0),
-                     explainer=grad_cam, **KW)
+  a = IdExpo(grad_cam, **KW)(_predictor(params), xi, yb, jax.random.key(0))
+  b = IdExpo(grad_cam, **KW)(_predictor(params), xi.astype(jnp.float32), yb, jax.random.key(0))
   np.testing.assert_array_equal(a[0], b[0])
 
 
@@ -137,13 +128,13 @@ def test_clean_ce_equals_a_separate_model_call_in_value_and_gradient(deletion, c
 
   def separate(p):  # the formulation before `clean_ce`: CE of its own forward pass
     logits = _predictor(p)(xb)
-    pen, aux = idexpo_penalty(_predictor(p), xb, yb, key, **kw)
+    pen, aux = IdExpo(**kw)(_predictor(p), xb, yb, key)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
     acc = (logits.argmax(-1) == yb).mean()
     return ce + 0.3 * pen + 0.1 * aux["attribution_sq"], (ce, acc)
 
   def shared(p):
-    pen, aux = idexpo_penalty(_predictor(p), xb, yb, key, **kw)
+    pen, aux = IdExpo(**kw)(_predictor(p), xb, yb, key)
     return aux["clean_ce"] + 0.3 * pen + 0.1 * aux["attribution_sq"], aux
 
   (want, (ce, acc)), want_grad = jax.jit(jax.value_and_grad(separate, has_aux=True))(params)

@@ -11,7 +11,7 @@ import pytest
 import shap
 from jax.test_util import check_grads
 
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from hypothesis import given, settings, strategies as st
 
 from idexpo_jax.explainers.kernel_shap import (coalition_plan, exact_shapley_from_table,
@@ -227,9 +227,7 @@ def test_plugs_into_idexpo_penalty_with_finite_gradients():
   explainer = functools.partial(kernel_shap, segments=seg, baseline=0.0)
 
   def penalty(params):
-    return idexpo_penalty(functools.partial(logits, params), xb, jnp.array([1, 0]),
-                          jax.random.PRNGKey(0), explainer=explainer, baseline=0.0,
-                          segments=seg, n_steps=4)[0]
+    return IdExpo(explainer, baseline=0.0, segments=seg, n_steps=4)(functools.partial(logits, params), xb, jnp.array([1, 0]), jax.random.PRNGKey(0))[0]
 
   value, grads = jax.jit(jax.value_and_grad(penalty))(params)
   assert np.isfinite(value)

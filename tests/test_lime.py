@@ -13,7 +13,7 @@ import sklearn.metrics
 from jax.test_util import check_grads
 from lime import lime_image, lime_tabular
 
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.explainers.lime import lime, lime_distances, lime_samples
 from idexpo_jax.core.masking import grid_segments
 from tolerances import F32
@@ -163,8 +163,7 @@ def test_plugs_into_idexpo_penalty_with_finite_gradients():
   explainer = functools.partial(lime, segments=seg, baseline=0.1, n_samples=20)
 
   def penalty(params):
-    return idexpo_penalty(functools.partial(logits, params), xb, yb, jax.random.PRNGKey(0),
-                          explainer=explainer, baseline=0.1, segments=seg, n_steps=4)[0]
+    return IdExpo(explainer, baseline=0.1, segments=seg, n_steps=4)(functools.partial(logits, params), xb, yb, jax.random.PRNGKey(0))[0]
 
   value, grads = jax.jit(jax.value_and_grad(penalty))(params)
   assert np.isfinite(value)

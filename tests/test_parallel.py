@@ -20,8 +20,8 @@ _SCRIPT = textwrap.dedent("""
   import jax, jax.numpy as jnp, numpy as np, optax
   from flax import nnx
   jax.config.update("jax_numpy_dtype_promotion", "strict")
-  from idexpo_jax import idexpo_penalty, make_train_step, init_train_state
-  from idexpo_jax.explainers import grad_cam
+  from idexpo_jax import IdExpo, make_train_step, init_train_state
+  from idexpo_jax.explainers.grad_cam import grad_cam
   from idexpo_jax.training import parallel
   from idexpo_jax.models import MLP, functional, logits_with_state, predictor_fn
 
@@ -50,8 +50,7 @@ _SCRIPT = textwrap.dedent("""
       # Per-example noise: rows must reach the devices in order for the keys to match.
       noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(jax.random.split(k1, len(x)))
       ce = optax.softmax_cross_entropy_with_integer_labels(pred(x + 0.1 * noise), y).mean()
-      pen, aux = idexpo_penalty(pred, x, y, k2, explainer=explainer, baseline=jnp.zeros(3),
-                                n_steps=4)
+      pen, aux = IdExpo(explainer, baseline=jnp.zeros(3), n_steps=4)(pred, x, y, k2)
       return ce + 0.5 * pen, {"ce": ce, **aux}
     return loss_fn
 

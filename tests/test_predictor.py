@@ -52,7 +52,7 @@ def test_target_log_prob_matches_numpy(target):
 
 
 def test_wrong_inputs_name_the_argument():
-  with pytest.raises(TypeError, match="`logits_fn`"):
+  with pytest.raises(TypeError, match="`model`"):
     as_logits_fn(3)
   with pytest.raises(ValueError, match="`logits_fn`"):  # logits of the wrong rank
     target_log_prob(lambda xb: xb.sum(-1), _xb(), 0)

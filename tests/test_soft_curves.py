@@ -114,7 +114,7 @@ def test_soft_curves_tend_to_hard_curves(kind):
     return soft, costs
 
   _, hard_ins, hard_del = jax.jit(lambda: curves.insertion_deletion_curves(
-      _linear(wj, biasj), xj, phij, 1, baseline=bj, segments=segments, step=delta))()
+      _linear(wj, biasj), xj, phij, 1, baseline=bj, segments=segments, step=delta, fraction=1.0))()
   hard_ins, hard_del = np.asarray(hard_ins[1:n_soft + 1]), np.asarray(hard_del[1:n_soft + 1])
   clean = np.exp(_log_prob(w, bias, x[None], 1)[0])
   errors = []

@@ -9,7 +9,7 @@ from flax import nnx
 
 from idexpo_jax import models
 from idexpo_jax.explainers.grad_cam import grad_cam
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.core.predictor import Predictor
 from idexpo_jax.training.train import init_train_state, make_train_step
 from test_models import fast_model  # tests/ is on sys.path under pytest's default import mode
@@ -35,7 +35,7 @@ def idexpo_loss(graphdef, rest):
     xb = xb + 0.01 * jax.random.normal(key, xb.shape, xb.dtype)
     pred = models.predictor_fn(graphdef, params, rest)
     ce = optax.softmax_cross_entropy_with_integer_labels(pred(xb), yb).mean()
-    pen, aux = idexpo_penalty(pred, xb, yb, key, explainer=grad_cam, baseline=0.0, n_steps=4)
+    pen, aux = IdExpo(grad_cam, baseline=0.0, n_steps=4)(pred, xb, yb, key)
     return ce + 0.1 * pen, {"ce": ce, **aux}
 
   return loss_fn
@@ -123,8 +123,7 @@ def test_stateful_step_updates_batchnorm_but_eval_passes_do_not():
 
   def finetune_loss(params, model_state, batch, key):
     net = nnx.merge(g_eval, params, model_state, copy=True)
-    pen, aux = idexpo_penalty(Predictor(net.features, net.head), batch[0], batch[1], key,
-                              explainer=explainer, baseline=0.0, n_steps=2)
+    pen, aux = IdExpo(explainer, baseline=0.0, n_steps=2)(Predictor(net.features, net.head), batch[0], batch[1], key)
     _, _, after = nnx.split(net, nnx.Param, ...)
     return pen, (aux, after)
 

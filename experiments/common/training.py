@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 
 from experiments.common.methods import Explainer, Method
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.training.loop import epoch_batch_fn, fit
 from idexpo_jax.models import MLP, ResNet18, SmallCNN, functional, logits_with_state, predictor_fn
 from idexpo_jax.training.train import init_train_state, make_train_step
@@ -109,11 +109,7 @@ def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explaine
     if method.explainer is None:
       return ce, aux
     n = cfg.get("penalty_batch", 0) or None
-    penalty, paux = idexpo_penalty(
-        predictor, batch.x[:n], batch.y[:n], key, explainer=explainer.fn, baseline=baseline,
-        segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction,
-        temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"),
-        log_softmax=cfg.get("log_softmax", True), chunk_size=cfg.get("chunk_size", None))
+    penalty, paux = IdExpo(explainer.fn, baseline=baseline, segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction, temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"), log_softmax=cfg.get("log_softmax", True), chunk_size=cfg.get("chunk_size", None))(predictor, batch.x[:n], batch.y[:n], key)
     loss = ce + cfg.lam * penalty + cfg.lam2 * paux["attribution_sq"]
     return loss, {**aux, "penalty": penalty, **paux}
 

@@ -33,7 +33,7 @@ from experiments.common.evaluation import SCORES, limit_split, make_evaluator, s
 from experiments.common.training import (Model, _ce_terms, build_model, checkpoint_options,
                                          make_optimizer, pretrain)
 from idexpo_jax.regularisers.expo import expo_fidelity, expo_stability
-from idexpo_jax.regularisers.idexpo import idexpo_penalty
+from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.training.loop import epoch_batch_fn, fit
 from idexpo_jax.core.masking import num_units
 from idexpo_jax.models import predictor_fn
@@ -77,10 +77,7 @@ def make_penalty(name: str, cfg, *, explainer=None, baseline=None) -> Optional[C
     return None
   if name == "idexpo":
     def penalty(predictor, xb, yb, key):
-      value, aux = idexpo_penalty(
-          predictor, xb, yb, key, explainer=explainer.fn, baseline=baseline,
-          segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction,
-          temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"))
+      value, aux = IdExpo(explainer.fn, baseline=baseline, segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction, temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"))(predictor, xb, yb, key)
       return value, {**aux, "fixed_term": cfg.lam2 * aux["attribution_sq"]}
     return penalty
   if name in ("expo_fidelity", "expo_stability"):

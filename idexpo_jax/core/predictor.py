@@ -39,19 +39,34 @@ class Predictor(NamedTuple):
     return self.head(self.features(xb))
 
 
-def as_logits_fn(model: Union[Predictor, LogitsFn]) -> LogitsFn:
-  """Returns a plain `xb -> logits` function for a `Predictor` or a logits function."""
+def as_logits_fn(model) -> LogitsFn:
+  """A plain `xb -> logits` function for a `Predictor`, a module or a logits function."""
   if isinstance(model, Predictor):
     return lambda xb: model.head(model.features(xb))
   if not callable(model):
-    raise TypeError(f"`logits_fn` must be callable or a Predictor, got {type(model).__name__}.")
+    raise TypeError(f"`model` must be callable (a module, a Predictor or a logits function); got "
+                    f"{type(model).__name__}.")
   return model
 
 
-def as_predictor(model: Union[Predictor, LogitsFn]) -> Predictor:
-  """Wraps a plain logits function as a `Predictor` with identity features."""
+def as_predictor(model) -> Predictor:
+  """The `Predictor` of any model kind the library accepts.
+
+  * a `Predictor` is returned as it is;
+  * an object with callable `features` and `head` attributes (a Flax NNX module of
+    `idexpo_jax.models`, an `adapters` wrapper, an Equinox module) becomes
+    `Predictor(model.features, model.head)`;
+  * any other callable (a logits function `xb -> (B, K)`) gets identity features, which serves
+    every explainer except Grad-CAM (it needs spatial feature maps and raises on these).
+  """
   if isinstance(model, Predictor):
     return model
+  features, head = getattr(model, "features", None), getattr(model, "head", None)
+  if callable(features) and callable(head):
+    return Predictor(features=features, head=head)
+  if not callable(model):
+    raise TypeError(f"`model` must be a module with `features`/`head`, a Predictor or a logits "
+                    f"function; got {type(model).__name__}.")
   return Predictor(features=_identity, head=model)
 
 

@@ -1,75 +1,64 @@
-"""Explainers as small immutable configurations: units and baseline stated once (SPEC §9).
+"""Explainers as frozen configurations: units, baseline and options stated once.
 
-Each class is a frozen dataclass that carries its units (`segments`), its `baseline` and its
-options, and wraps one pure function of `lime`, `kernel_shap`, `grad_cam` or `attributions`
-(which keep their signatures and stay the core)::
+Each class is a frozen, keyword-only dataclass whose fields are its units (`segments`), its
+`baseline`, its `output` and every option of the pure function it wraps (`lime.lime`,
+`kernel_shap.kernel_shap`, `grad_cam.grad_cam`, `gradients.*`), which stay the core::
 
     lime = ij.Lime(segments=ij.grid_segments(16, 16, 4), baseline=0.0, n_samples=500)
     phi = lime(model, x, target, key)                    # φ (d,), d = 16 cells
-    pen, aux = ij.idexpo_penalty(predictor, xb, yb, key, explainer=lime)  # same units, baseline
+    penalty = ij.IdExpo(lime)                            # the same units and baseline
 
-`idexpo_penalty`, the hard and soft insertion/deletion curves, `sensitivity_n` and `explain` read
-`explainer.segments` and `explainer.baseline` when they are not given (`units_of`).
+Every explainer has the one call `explainer(model, x, target, key) -> φ (d,)`, where `model` is
+an NNX module (or any object) with `features`/`head` methods, a `Predictor`, or — for explainers
+that need only logits — a logits function `xb -> (B, K)` (`core.predictor.as_predictor`).
+`ij.IdExpo`, `ij.InsertionDeletion` and `ij.explain` read `explainer.segments` and
+`explainer.baseline`, so the units are stated once.
 
 jit: every field is static. The objects are hashable and compare by value (arrays by shape, dtype
-and bytes), and are registered as pytrees without leaves (`jax.tree_util.register_static`), so an
-explainer may be closed over, passed as a static argument or passed as an ordinary argument of a
-jitted function; equal configurations reuse the same compilation. The baseline is therefore a
-constant of the compiled function: a baseline that changes from call to call (e.g. computed from
-the batch inside `jit`) belongs in a new object built inside the traced function (which is never
-hashed) or in the pure functions' `baseline=` argument.
+and bytes); arrays given to a field are copied into read-only NumPy arrays, so editing the
+caller's array later changes neither the object nor its hash. They are registered as pytrees
+without leaves (`jax.tree_util.register_static`), so an explainer may be closed over, passed as a
+static argument or as an ordinary argument of a jitted function; equal configurations reuse the
+same compilation. The baseline is therefore a constant of the compiled function: a baseline that
+changes from call to call (e.g. computed from the batch inside `jit`) belongs in a new object
+built inside the traced function (which is never hashed) or in the pure functions' `baseline=`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional, Union
+import inspect
+from typing import Any, Callable, ClassVar, Optional
 
 import jax
 import numpy as np
 
-from idexpo_jax.explainers import gradients as attributions
+from idexpo_jax.core.config import Config, config, frozen_key
+from idexpo_jax.core.masking import unit_sum
+from idexpo_jax.explainers import gradients
 from idexpo_jax.explainers.grad_cam import grad_cam
 from idexpo_jax.explainers.kernel_shap import kernel_shap
 from idexpo_jax.explainers.lime import lime
-from idexpo_jax.core.masking import unit_sum
 
 Array = jax.Array
 
 
-def _frozen(value):
-  """A hashable stand-in for a field value (arrays by shape, dtype and bytes)."""
-  if isinstance(value, (np.ndarray, jax.Array, np.generic)):
-    try:
-      arr = np.asarray(value)
-    except jax.errors.TracerArrayConversionError as err:
-      raise TypeError("An explainer holding a traced array (e.g. a baseline computed inside "
-                      "`jit`) cannot be hashed; build it inside the traced function and call it "
-                      "there, or pass the array to the pure function.") from err
-    return ("array", arr.shape, arr.dtype.str, arr.tobytes())
-  return value
+class Explainer(Config):
+  """Base of the explainer configurations: value hashing, `replace`, and the one call.
 
-
-class Explainer:
-  """Base of the explainer configurations: value hashing, `replace`, and the common fields.
-
-  Subclasses are frozen, keyword-only dataclasses with the fields `segments` (an `(H, W)` int map
-  of unit ids 0..d−1, or None for pixels / tabular features) and `baseline` (broadcastable to an
-  example), and define `__call__(model, x, target, key) -> φ (d,)`.
+  A subclass is a frozen, keyword-only dataclass (`@explainer_config`) whose fields are the
+  keyword options of its pure function `function` (checked when the class is made, so the two
+  cannot drift); the fields `segments` (an `(H, W)` int map of unit ids 0..d−1, or None for
+  pixels / tabular features) and `baseline` (broadcastable to an example) are common to all.
+  Fields in `not_passed` belong to the object but not to the function (Grad-CAM's units and
+  baseline, which only the metrics read).
   """
 
+  function: ClassVar[Callable]
+  not_passed: ClassVar[tuple[str, ...]] = ()
   segments: Optional[np.ndarray]
   baseline: Any
-
-  def _key(self):
-    return (type(self),) + tuple(_frozen(getattr(self, f.name)) for f in dataclasses.fields(self))
-
-  def __hash__(self):
-    return hash(self._key())
-
-  def __eq__(self, other):
-    return type(other) is type(self) and self._key() == other._key()
 
   def __post_init__(self):
     if self.segments is not None:
@@ -77,22 +66,49 @@ class Explainer:
       if seg.ndim != 2 or not np.issubdtype(seg.dtype, np.integer):
         raise ValueError(f"`segments` must be an (H, W) int map of unit ids; got "
                          f"{seg.dtype} of shape {seg.shape}.")
-      object.__setattr__(self, "segments", seg)
+    super().__post_init__()
 
-  def replace(self, **changes):
-    """A copy with some fields changed (`dataclasses.replace`)."""
-    return dataclasses.replace(self, **changes)
+  def options(self) -> dict:
+    """The keyword arguments this object passes to its pure function."""
+    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.name not in self.not_passed}
+
+  def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
+    """`φ (d,)`: the explanation of `x` for class `target` (see the pure function)."""
+    return type(self).function(model, x, target, key, **self.options())
 
 
-def _explainer(cls):
-  cls = dataclasses.dataclass(frozen=True, kw_only=True, eq=False)(cls)
-  return jax.tree_util.register_static(cls)
+def _keyword_options(fn: Callable) -> set[str]:
+  return {name for name, p in inspect.signature(fn).parameters.items()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-@_explainer
+def explainer_config(cls):
+  """Class decorator: a frozen keyword-only dataclass registered as a static pytree.
+
+  Raises TypeError when the fields (less `not_passed`) differ from the keyword options of
+  `cls.function`: every option of the function is a field of its object and vice versa.
+  """
+  cls = config(cls, kw_only=True)
+  fields = {f.name for f in dataclasses.fields(cls)} - set(cls.not_passed)
+  wanted = _keyword_options(cls.function)
+  if fields != wanted:
+    raise TypeError(f"{cls.__name__}: fields {sorted(fields)} differ from the keyword options "
+                    f"{sorted(wanted)} of {cls.function.__name__}.")
+  return cls
+
+
+@explainer_config
 class Lime(Explainer):
-  """LIME (Ribeiro et al., KDD 2016) over the explainer's units; see `lime.lime`."""
+  """LIME (Ribeiro, Singh & Guestrin, KDD 2016) over the explainer's units; see `lime.lime`.
 
+  Example::
+
+    lime = ij.Lime(segments=ij.grid_segments(32, 32, 4), baseline=0.0, n_samples=1000)
+    phi = lime(model, x, target, key)   # (64,): one coefficient per 4×4 cell
+  """
+
+  function: ClassVar[Callable] = staticmethod(lime)
   segments: Optional[np.ndarray] = None
   baseline: Any
   n_samples: int = 1000
@@ -101,43 +117,39 @@ class Lime(Explainer):
   ridge: float = 1.0
   chunk_size: Optional[int] = None
   output: str = "prob"
-
-  def __call__(self, model, x: Array, target, key: Array) -> Array:
-    return lime(model, x, target, key, segments=self.segments, baseline=self.baseline,
-                n_samples=self.n_samples, kernel_width=self.kernel_width,
-                distance=self.distance, ridge=self.ridge, chunk_size=self.chunk_size,
-                output=self.output)
+  paired: bool = False
 
 
-@_explainer
+@explainer_config
 class KernelShap(Explainer):
-  """KernelSHAP (Lundberg & Lee, NeurIPS 2017) over the explainer's units; see `kernel_shap`."""
+  """KernelSHAP (Lundberg & Lee, NeurIPS 2017) over the explainer's units; see
+  `kernel_shap.kernel_shap`."""
 
+  function: ClassVar[Callable] = staticmethod(kernel_shap)
   segments: Optional[np.ndarray] = None
   baseline: Any
   n_samples: int = 512
   sampler: str = "kernel"
-  control_variate: Union[bool, str] = False
+  control_variate: Any = False
   paired: bool = True
   output: str = "prob"
   chunk_size: Optional[int] = None
 
-  def __call__(self, model, x: Array, target, key: Array) -> Array:
-    return kernel_shap(model, x, target, key, segments=self.segments, baseline=self.baseline,
-                       n_samples=self.n_samples, sampler=self.sampler,
-                       control_variate=self.control_variate, paired=self.paired,
-                       output=self.output, chunk_size=self.chunk_size)
 
-
-@_explainer
+@explainer_config
 class GradCam(Explainer):
-  """Grad-CAM (Selvaraju et al., ICCV 2017) with its second-order term; see `grad_cam`.
+  """Grad-CAM (Selvaraju et al., ICCV 2017) with its second-order term; see `grad_cam.grad_cam`.
 
-  The model must be a `Predictor` (or expose `features`/`head`). With `segments`, the pixel map
-  is summed over each segment (`masking.unit_sum`); without, the units are pixels. `baseline` is
-  not used to explain, only by the curves and metrics that read it from the explainer.
+  The model must have spatial features: an NNX module with `features`/`head` methods (the
+  library's `models`) or a `Predictor`. With `segments`, the pixel map is summed over each segment
+  (`masking.unit_sum`); without, the units are pixels. `baseline` is not used to explain, only by
+  the curves and metrics that read it from the explainer. `output="logit"` by default: Grad-CAM
+  differentiates the pre-softmax class score (the paper's definition), where the sampling
+  explainers explain the probability.
   """
 
+  function: ClassVar[Callable] = staticmethod(grad_cam)
+  not_passed: ClassVar[tuple[str, ...]] = ("segments", "baseline")
   segments: Optional[np.ndarray] = None
   baseline: Any
   upsample: str = "nearest"
@@ -145,18 +157,16 @@ class GradCam(Explainer):
   output: str = "logit"
 
   def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
-    cam = grad_cam(model, x, target, key, upsample=self.upsample, second_order=self.second_order,
-                   output=self.output)
-    return unit_sum(cam, segments=self.segments)
+    return unit_sum(grad_cam(model, x, target, key, **self.options()), segments=self.segments)
 
 
-@_explainer
+@explainer_config
 class IntegratedGradients(Explainer):
-  """Integrated gradients (Sundararajan et al., ICML 2017); see `attributions`.
+  """Integrated gradients (Sundararajan, Taly & Yan, ICML 2017); see
+  `gradients.integrated_gradients`. The path starts at the explainer's `baseline`, which is also
+  the curves' baseline."""
 
-  The path starts at the explainer's `baseline`, which is also the curves' baseline.
-  """
-
+  function: ClassVar[Callable] = staticmethod(gradients.integrated_gradients)
   segments: Optional[np.ndarray] = None
   baseline: Any
   n_steps: int = 32
@@ -164,19 +174,14 @@ class IntegratedGradients(Explainer):
   output: str = "prob"
   chunk_size: Optional[int] = None
 
-  def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
-    return attributions.integrated_gradients(
-        model, x, target, key, baseline=self.baseline, segments=self.segments,
-        n_steps=self.n_steps, method=self.method, output=self.output, chunk_size=self.chunk_size)
 
-
-@_explainer
+@explainer_config
 class SmoothGrad(Explainer):
-  """SmoothGrad (Smilkov et al., 2017); see `attributions.smooth_grad`.
+  """SmoothGrad (Smilkov et al., 2017); see `gradients.smooth_grad`. `baseline` is not used to
+  explain, only by the curves and metrics."""
 
-  `baseline` is not used to explain, only by the curves and metrics.
-  """
-
+  function: ClassVar[Callable] = staticmethod(gradients.smooth_grad)
+  not_passed: ClassVar[tuple[str, ...]] = ("baseline",)
   segments: Optional[np.ndarray] = None
   baseline: Any
   n_samples: int = 50
@@ -184,39 +189,27 @@ class SmoothGrad(Explainer):
   output: str = "prob"
   chunk_size: Optional[int] = None
 
-  def __call__(self, model, x: Array, target, key: Array) -> Array:
-    return attributions.smooth_grad(model, x, target, key, segments=self.segments,
-                                    n_samples=self.n_samples, sigma=self.sigma,
-                                    output=self.output, chunk_size=self.chunk_size)
 
-
-@_explainer
+@explainer_config
 class GradientTimesInput(Explainer):
-  """`(x − b) ⊙ ∇f(x)` with the explainer's baseline `b`; see `attributions`."""
+  """`(x − b) ⊙ ∇f(x)` with the explainer's baseline `b`; see `gradients.gradient_times_input`."""
 
+  function: ClassVar[Callable] = staticmethod(gradients.gradient_times_input)
   segments: Optional[np.ndarray] = None
   baseline: Any
   output: str = "prob"
 
-  def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
-    return attributions.gradient_times_input(model, x, target, key, baseline=self.baseline,
-                                             segments=self.segments, output=self.output)
 
-
-@_explainer
+@explainer_config
 class InputGradients(Explainer):
-  """The signed gradient `∇f(x)` summed to units; see `attributions.target_gradient`.
+  """The signed gradient `∇f(x)` summed to units; see `gradients.target_gradient`. `baseline` is
+  not used to explain, only by the curves and metrics."""
 
-  `baseline` is not used to explain, only by the curves and metrics.
-  """
-
+  function: ClassVar[Callable] = staticmethod(gradients.target_gradient)
+  not_passed: ClassVar[tuple[str, ...]] = ("baseline",)
   segments: Optional[np.ndarray] = None
   baseline: Any
   output: str = "prob"
-
-  def __call__(self, model, x: Array, target, key: Optional[Array] = None) -> Array:
-    return attributions.target_gradient(model, x, target, key, segments=self.segments,
-                                        output=self.output)
 
 
 _MISSING = object()
@@ -247,7 +240,7 @@ def resolve_units(explainer, segments, baseline, *, where: str) -> tuple[Any, An
   if segments is None and e_seg is not _MISSING:
     segments = e_seg
   elif segments is not None and e_seg is not _MISSING and e_seg is not None:
-    if _frozen(np.asarray(segments)) != _frozen(np.asarray(e_seg)):
+    if frozen_key(np.asarray(segments)) != frozen_key(np.asarray(e_seg)):
       raise ValueError(f"`{where}`: the `segments` given differ from the explainer's; state the "
                        f"units once, on the explainer.")
   if baseline is None:

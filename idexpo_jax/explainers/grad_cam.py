@@ -6,8 +6,9 @@ Selvaraju et al., "Grad-CAM", ICCV 2017: `A = features(x)`, `s = head(A)[target]
 Figure 1 of ID-ExpO (Yoshikawa & Iwata, AISTATS 2024). `second_order=False` stops it, which is what
 the ID-ExpO reference code does (kept for ablation).
 
-Grad-CAM needs a `Predictor(features, head)` whose `features` return spatial maps `(B, h, w, F)`; a
-bare logits function has no such maps and raises TypeError. `output` picks the differentiated
+Grad-CAM needs spatial feature maps `(B, h, w, F)`: a module with `features`/`head` methods (the
+library's `models`) or a `Predictor(features, head)`; a bare logits function has no such maps and
+raises TypeError. `output` picks the differentiated
 score (`predictor.OUTPUTS`; default the logit, as in the paper). A concrete target outside
 `[0, K)` raises ValueError; a traced one (under `jit`/`vmap`) gives a NaN map.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.core.predictor import (Predictor, check_batch_targets, has_own_features, is_traced,
+from idexpo_jax.core.predictor import (Predictor, as_predictor, check_batch_targets, has_own_features, is_traced,
                                   model_output, poison, promote_input, select_output, valid_target)
 
 Array = jax.Array
@@ -35,17 +36,14 @@ def _resize(cam: Array, height: int, width: int, method: str) -> Array:
   raise ValueError(f"`upsample` must be 'nearest' or 'bilinear'; got {method!r}.")
 
 
-def check_predictor(predictor) -> Predictor:
-  """Raises TypeError unless `predictor` is a `Predictor` with a feature extractor of its own."""
-  if not isinstance(predictor, Predictor):
-    raise TypeError(f"Grad-CAM needs a `Predictor(features, head)` whose `features` return "
-                    f"spatial maps (B, h, w, F) (e.g. the last convolutional block) and whose "
-                    f"`head` maps them to logits; got {type(predictor).__name__}, which has no "
-                    f"feature maps to weight.")
+def check_predictor(model) -> Predictor:
+  """`model` as a `Predictor` (`as_predictor`); TypeError unless it has features of its own."""
+  predictor = as_predictor(model)
   if not has_own_features(predictor):
-    raise TypeError("Grad-CAM needs a `Predictor(features, head)` with spatial features "
-                    "(B, h, w, F); this Predictor wraps a bare logits function (identity "
-                    "features), whose 'map' would be the input itself.")
+    raise TypeError(f"Grad-CAM needs spatial feature maps (B, h, w, F): an NNX module with "
+                    f"`features`/`head` methods or a `Predictor(features, head)`; got "
+                    f"{type(model).__name__}, a bare logits function, whose 'map' would be the "
+                    f"input itself.")
   return predictor
 
 

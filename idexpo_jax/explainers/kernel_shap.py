@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
+from idexpo_jax.core.sampling import uniform_subsets
 from idexpo_jax.explainers.lime import check_explainer_args
 from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
 from idexpo_jax.core.predictor import (as_logits_fn, check_output, is_traced, poison, promote_input,
@@ -63,33 +64,6 @@ def exact_coalitions(n_units: int) -> tuple[np.ndarray, np.ndarray]:
   z = ((codes[:, None] >> np.arange(n_units)) & 1).astype(np.float32)
   w = shapley_kernel_weight(n_units, z.sum(1).astype(np.int64))
   return z, (w / w.sum()).astype(np.float32)
-
-
-def uniform_subsets(key: Array, n_units: int, sizes: Array, *, dtype=jnp.float32) -> Array:
-  """Uniform random subsets of the given sizes, `(N, d)` 0/1 rows, without sorting.
-
-  Selection sampling (Knuth, TAOCP vol. 2, Algorithm 3.4.2 S): unit `i` joins the subset with
-  probability `(k − c_i) / (d − i)`, where `c_i` units are already chosen, which gives every
-  `k`-subset probability `1 / C(d, k)`. One uniform per unit and a scan over the `d` units; no
-  sort (XLA's CPU sort was most of the sampling time).
-
-  Args:
-    key: PRNG key.
-    n_units: `d`.
-    sizes: int sizes `(N,)` with `0 <= k <= d`.
-    dtype: dtype of the returned matrix.
-  """
-  sizes = jnp.asarray(sizes)
-  u = jax.random.uniform(key, (n_units, sizes.shape[0]))
-  remaining = jnp.arange(n_units, 0, -1, dtype=u.dtype)
-
-  def step(left, inputs):
-    ui, rem = inputs
-    take = ui * rem < left
-    return left - take.astype(left.dtype), take
-
-  _, taken = jax.lax.scan(step, sizes.astype(u.dtype), (u, remaining))
-  return taken.T.astype(dtype)
 
 
 def sample_coalitions(key: Array, n_units: int, n_samples: int, *, paired: bool = True,

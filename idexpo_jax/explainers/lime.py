@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
+from idexpo_jax.core.sampling import random_binary_masks
 from idexpo_jax.core.lstsq import weighted_least_squares
 from idexpo_jax.core.predictor import (as_logits_fn, check_output, check_positive, is_traced, poison,
                                   promote_input)
@@ -80,24 +81,6 @@ def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: in
   if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < minimum:
     raise ValueError(f"`n_samples` must be an int >= {minimum}; got {n_samples!r}.")
   return masking.num_units(x.shape, segments)
-
-
-def random_binary_masks(key: Array, n_rows: int, n_units: int, *, paired: bool = False,
-                        dtype=jnp.float32) -> Array:
-  """`(n_rows, n_units)` i.i.d. Bernoulli(½) 0/1 entries, unpacked from random 32-bit words.
-
-  Every bit of `jax.random.bits` is an exact fair coin, so one word gives 32 entries (instead of
-  one uniform per entry, as `jax.random.bernoulli` draws). With `paired=True`, rows come in
-  antithetic pairs: rows `2i` are drawn, rows `2i + 1 = 1 − row 2i` (a last odd row is unpaired).
-  """
-  n_draw = -(-n_rows // 2) if paired else n_rows
-  n_bits = n_draw * n_units
-  words = jax.random.bits(key, (-(-n_bits // 32),), jnp.uint32)
-  bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
-  z = bits.reshape(-1)[:n_bits].reshape(n_draw, n_units).astype(dtype)
-  if paired:
-    z = jnp.stack([z, 1 - z], axis=1).reshape(2 * n_draw, n_units)[:n_rows]
-  return z
 
 
 def lime_distances(z: Array, *, distance: str = "cosine") -> Array:

@@ -27,11 +27,13 @@ Squared errors are summed over outputs and averaged over samples.
 
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 
+from idexpo_jax.core.config import Config, config
 from idexpo_jax.core.lstsq import weighted_least_squares
 from idexpo_jax.core.predictor import (all_ok, as_logits_fn, check_positive, check_target, is_traced,
                                   poison, valid_target)
@@ -216,3 +218,30 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
   coef, intercept = local_linear_fit(logits_fn, x, samples, kernel_width=kernel_width,
                                      ridge=ridge, output=output, target=target)
   return poison(coef, sigma_ok), poison(intercept, sigma_ok)
+
+
+@config(kw_only=True)
+class LocalLinear(Config):
+  """ExpO's local affine explainer (`local_linear`), configured once.
+
+  A local-affine explainer has its own contract, `explainer(model, x, key) -> (coef, intercept)`
+  with `e(x') = x'·coef + intercept` in input space (Plumb et al., NeurIPS 2020), unlike the unit
+  attributions `φ (d,)` of `Explainer`s. Its fields are the options of `local_linear`.
+
+  Example::
+
+    lime = ij.LocalLinear(n_samples=1000, sigma=1.0)
+    coef, intercept = lime(model, x, key)
+  """
+
+  n_samples: int = 1000
+  sigma: Any = 1.0
+  kernel_width: Optional[float] = None
+  ridge: float = 1.0
+  output: str = "raw"
+  target: Optional[Array] = None
+  center: Optional[Array] = None
+
+  def __call__(self, model, x: Array, key: Array):
+    return local_linear(model, x, key, **{f.name: getattr(self, f.name)
+                                          for f in dataclasses.fields(self)})

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
-from idexpo_jax.explainers.base import resolve_units
 from idexpo_jax.core.predictor import (as_logits_fn, check_batch_targets, is_traced, poison,
                                   promote_input)
 
@@ -53,6 +52,13 @@ def nan_attribution(phi: Array, value: Array) -> Array:
   return poison(value, ~jnp.isnan(phi).any())
 
 
+def default_step(n_units: int, n_steps: int) -> int:
+  """`max(U // n_steps, 1)`: units per point of a curve with `n_steps` points over all units."""
+  if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+    raise ValueError(f"`n_steps` must be a positive int; got {n_steps!r}.")
+  return max(n_units // int(n_steps), 1)
+
+
 def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
   """The numbers of perturbed units `k = 0, step, …, floor(fraction·U)` (static)."""
   if not 0.0 < fraction <= 1.0:
@@ -66,10 +72,10 @@ def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
   return ks
 
 
-def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
-                              segments: Optional[Array] = None, step: int, fraction: float = 1.0,
-                              chunk_size: Optional[int] = None, explainer=None,
-                              output: str = "prob"):
+def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
+                              segments: Optional[Array] = None, n_steps: int = 16,
+                              step: Optional[int] = None, fraction: float = 0.5,
+                              chunk_size: Optional[int] = None, output: str = "prob"):
   """Hard insertion and deletion curves for one example.
 
   Args:
@@ -77,23 +83,21 @@ def insertion_deletion_curves(logits_fn, x: Array, attribution: Array, target, *
     x: one example without batch axis (integer `x` is promoted to the model's float dtype).
     attribution: one score per unit (`(U,)`, or `(H, W)` for pixel units), without NaN.
     target: the class whose score is taken, in `[0, K)` (a traced one outside gives NaN).
-    baseline: broadcastable to `x`; the value of removed units (`None`: the explainer's).
-    segments: optional `(H, W)` int map of unit ids (`None`: the explainer's, if any).
+    baseline: broadcastable to `x`; the value of removed units.
+    segments: optional `(H, W)` int map of unit ids (pixels or features otherwise).
+    n_steps: points per full curve, `step = max(U // n_steps, 1)` (ignored if `step` is given;
+      16 is the ID-ExpO protocol's 64 px of a 32×32 image).
     step: units added/removed per point.
-    fraction: the largest perturbed fraction of units.
+    fraction: the largest perturbed fraction of units (0.5: the ID-ExpO protocol; 1.0: RISE).
     chunk_size: optional bound on the number of inputs per model call.
-    explainer: optional explainer whose units and baseline are used when not given here
-      (`explainers.resolve_units`).
     output: the score, one of `predictor.OUTPUTS` (default "prob", the softmax probability).
 
   Returns:
     `(fractions, ins_curve, del_curve)`, each of shape `(P,)` with `fractions[0] = 0`.
   """
-  segments, baseline = resolve_units(explainer, segments, baseline,
-                                     where="insertion_deletion_curves")
   x = promote_input(logits_fn, x)
   phi, n_units = flat_attribution(x, attribution, segments)
-  ks = curve_steps(n_units, step, fraction)
+  ks = curve_steps(n_units, default_step(n_units, n_steps) if step is None else step, fraction)
   order = jnp.argsort(-jax.lax.stop_gradient(phi), stable=True)
   rank = jnp.zeros((n_units,), jnp.int32).at[order].set(jnp.arange(n_units, dtype=jnp.int32))
   top = (rank[None, :] < jnp.asarray(ks, jnp.int32)[:, None]).astype(x.dtype)  # (P, U)
@@ -124,10 +128,11 @@ def curve_auc(fractions: Array, curve: Array, *, auc: str = "mean") -> Array:
   raise ValueError(f"`auc` must be 'mean' or 'trapezoid'; got {auc!r}.")
 
 
-def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
-                              segments: Optional[Array] = None, step: int, fraction: float = 1.0,
+def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *, baseline,
+                              segments: Optional[Array] = None, n_steps: int = 16,
+                              step: Optional[int] = None, fraction: float = 0.5,
                               auc: str = "mean", chunk_size: Optional[int] = None,
-                              explainer=None, output: str = "prob"):
+                              output: str = "prob"):
   """Insertion (higher is better) and deletion (lower is better) scores of one example.
 
   See `insertion_deletion_curves` for the arguments and `curve_auc` for the conventions.
@@ -136,15 +141,15 @@ def insertion_deletion_scores(logits_fn, x: Array, attribution: Array, target, *
     `(ins, del)` scalars.
   """
   fractions, ins_c, del_c = insertion_deletion_curves(
-      logits_fn, x, attribution, target, baseline=baseline, segments=segments, step=step,
-      fraction=fraction, chunk_size=chunk_size, explainer=explainer, output=output)
+      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
+      step=step, fraction=fraction, chunk_size=chunk_size, output=output)
   return curve_auc(fractions, ins_c, auc=auc), curve_auc(fractions, del_c, auc=auc)
 
 
 def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets: Array, *,
-                             baseline=None, segments: Optional[Array] = None, step: int,
-                             fraction: float = 1.0, chunk_size: Optional[int] = None,
-                             explainer=None, output: str = "prob"):
+                             baseline, segments: Optional[Array] = None, n_steps: int = 16,
+                             step: Optional[int] = None, fraction: float = 0.5,
+                             chunk_size: Optional[int] = None, output: str = "prob"):
   """Vmapped `insertion_deletion_curves` over a batch: `(fractions (P,), ins (B, P), del (B, P))`.
 
   Concrete `targets` outside `[0, K)` raise ValueError; traced ones give NaN rows.
@@ -155,13 +160,11 @@ def batch_insertion_deletion(logits_fn, xb: Array, attributions: Array, targets:
     raise ValueError(f"`xb`, `attributions` and `targets` need the same batch size, targets of "
                      f"shape (B,); got xb {tuple(xb.shape)}, attributions "
                      f"{tuple(attributions.shape)}, targets {tuple(jnp.shape(targets))}.")
-  segments, baseline = resolve_units(explainer, segments, baseline,
-                                     where="batch_insertion_deletion")
   targets = check_batch_targets(logits_fn, xb, targets)
   if not is_traced(attributions) and np.isnan(np.asarray(attributions, np.float64)).any():
     raise ValueError("`attributions` has NaN values: units cannot be ranked.")
   fn = lambda x, a, t: insertion_deletion_curves(
-      logits_fn, x, a, t, baseline=baseline, segments=segments, step=step, fraction=fraction,
-      chunk_size=chunk_size, output=output)
+      logits_fn, x, a, t, baseline=baseline, segments=segments, n_steps=n_steps, step=step,
+      fraction=fraction, chunk_size=chunk_size, output=output)
   fr, ins_c, del_c = jax.vmap(fn)(xb, attributions, targets)
   return fr[0], ins_c, del_c

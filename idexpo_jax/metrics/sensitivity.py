@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
+from idexpo_jax.core.sampling import uniform_subsets
 from idexpo_jax.metrics.curves import flat_attribution
-from idexpo_jax.explainers.base import resolve_units
 from idexpo_jax.core.predictor import as_logits_fn, check_batch_targets, promote_input
 
 Array = jax.Array
@@ -38,8 +38,7 @@ Array = jax.Array
 def random_subsets(key: Array, n_units: int, n: int, n_subsets: int) -> Array:
   """Indicator rows of `n_subsets` uniformly random subsets of exactly `n` of `n_units` units.
 
-  Each row is the top-`n` of an independent uniform draw, i.e. a uniform random `n`-subset
-  (subsets are drawn independently, so two rows may coincide).
+  Subsets are drawn independently (`sampling.uniform_subsets`), so two rows may coincide.
 
   Returns:
     float32 array `(n_subsets, n_units)` with exactly `n` ones per row.
@@ -52,9 +51,7 @@ def random_subsets(key: Array, n_units: int, n: int, n_subsets: int) -> Array:
                      f"subset, so the correlation is undefined); got n={n}.")
   if n_subsets < 2:
     raise ValueError(f"`n_subsets` must be >= 2 to correlate; got {n_subsets}.")
-  u = jax.random.uniform(key, (n_subsets, n_units))
-  rank = jnp.argsort(jnp.argsort(u, axis=-1), axis=-1)
-  return (rank < n).astype(jnp.float32)
+  return uniform_subsets(key, n_units, jnp.full((int(n_subsets),), int(n), jnp.int32))
 
 
 def pearson(a: Array, b: Array) -> Array:
@@ -68,9 +65,8 @@ def pearson(a: Array, b: Array) -> Array:
 
 
 def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *, n: int,
-                  n_subsets: int = 100, baseline=None, segments: Optional[Array] = None,
-                  chunk_size: Optional[int] = None, explainer=None,
-                  output: str = "prob") -> Array:
+                  n_subsets: int = 100, baseline, segments: Optional[Array] = None,
+                  chunk_size: Optional[int] = None, output: str = "prob") -> Array:
   """Sensitivity-n of one explanation (Ancona et al., ICLR 2018).
 
   Args:
@@ -81,17 +77,14 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
     key: PRNG key for the subsets (same key, same subsets, same value).
     n: the number of units removed per subset, `1 <= n < U` (static).
     n_subsets: number of random subsets (static, >= 2).
-    baseline: broadcastable to `x`; the value of removed units (`None`: the explainer's).
-    segments: optional `(H, W)` int map of unit ids (`None`: the explainer's, if any).
+    baseline: broadcastable to `x`; the value of removed units.
+    segments: optional `(H, W)` int map of unit ids.
     chunk_size: optional bound on the number of inputs per model call.
-    explainer: optional explainer whose units and baseline are used when not given here
-      (`explainers.resolve_units`).
     output: the score, one of `predictor.OUTPUTS` (default "prob", the softmax probability).
 
   Returns:
     The correlation, a scalar in [-1, 1] (NaN, see the module docstring).
   """
-  segments, baseline = resolve_units(explainer, segments, baseline, where="sensitivity_n")
   x = promote_input(logits_fn, x)
   phi, n_units = flat_attribution(x, attribution, segments)
   removed = random_subsets(key, n_units, n, n_subsets).astype(x.dtype)  # (S, U)
@@ -104,10 +97,9 @@ def sensitivity_n(logits_fn, x: Array, attribution: Array, target, key: Array, *
 
 
 def batch_sensitivity_n(logits_fn, xb: Array, attributions: Array, targets: Array, key: Array, *,
-                        n: int, n_subsets: int = 100, baseline=None,
+                        n: int, n_subsets: int = 100, baseline,
                         segments: Optional[Array] = None,
-                        chunk_size: Optional[int] = None, explainer=None,
-                        output: str = "prob") -> Array:
+                        chunk_size: Optional[int] = None, output: str = "prob") -> Array:
   """Vmapped `sensitivity_n` with one key per example (`jax.random.split(key, B)`): `(B,)`.
 
   Concrete `targets` outside `[0, K)` raise ValueError; traced ones give NaN entries.
@@ -115,7 +107,6 @@ def batch_sensitivity_n(logits_fn, xb: Array, attributions: Array, targets: Arra
   xb = promote_input(logits_fn, xb, batched=True)
   chex.assert_equal_shape_prefix([xb, attributions, targets], 1)
   targets = check_batch_targets(logits_fn, xb, targets)
-  segments, baseline = resolve_units(explainer, segments, baseline, where="batch_sensitivity_n")
   keys = jax.random.split(key, xb.shape[0])
   fn = lambda x, a, t, k: sensitivity_n(
       logits_fn, x, a, t, k, n=n, n_subsets=n_subsets, baseline=baseline, segments=segments,

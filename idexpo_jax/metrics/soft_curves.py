@@ -1,4 +1,4 @@
-"""Soft, differentiable insertion/deletion: the ID-ExpO regulariser (SPEC §2).
+"""Soft, differentiable insertion/deletion: the curves of the ID-ExpO regulariser.
 
 Yoshikawa & Iwata, "Explanation-based training with differentiable insertion/deletion metric-aware
 regularizers", AISTATS 2024. The hard curves of `curves.py` are relaxed by replacing the top-`k`
@@ -8,7 +8,7 @@ largest attributions, so the curve is differentiable in the attribution (and the
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,6 @@ import numpy as np
 
 from idexpo_jax.core import masking
 from idexpo_jax.metrics.curves import flat_attribution, nan_attribution
-from idexpo_jax.explainers.base import resolve_units
 from idexpo_jax.core.predictor import (as_logits_fn, check_positive, model_output, poison,
                                   promote_input, select_output)
 
@@ -72,10 +71,25 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
                 temperature_ok)
 
 
-def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
+class SoftOptions(NamedTuple):
+  """The options of the soft curves, captured once (`soft_insertion_deletion` for their meaning).
+
+  `regularisers.IdExpo` has the same fields (it is configured by them); the internal functions of
+  this module take one such object instead of each keyword.
+  """
+
+  n_steps: int = 64
+  fraction: float = 0.5
+  temperature: float = 1.0
+  deletion: str = "ratio"
+  log_softmax: bool = True
+  chunk_size: Optional[int] = None
+
+
+def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
                 segments: Optional[Array] = None, n_steps: int = 64, fraction: float = 0.5,
                 temperature: float = 1.0, log_softmax: bool = True,
-                chunk_size: Optional[int] = None, explainer=None):
+                chunk_size: Optional[int] = None):
   """Soft insertion and deletion curves in log-probability (needs a model with `K >= 2` logits).
 
   Args: see `soft_insertion_deletion`.
@@ -84,36 +98,35 @@ def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline=Non
     `(log_p_ins (M,), log_p_del (M,), log_p_clean ())` for steps `m = 1..M`; NaN for a traced
     target outside `[0, K)` or a traced attribution with a NaN.
   """
-  return _soft_curves_and_clean_logits(
-      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
-      fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
-      explainer=explainer)[:3]
+  opts = SoftOptions(n_steps=n_steps, fraction=fraction, temperature=temperature,
+                     log_softmax=log_softmax, chunk_size=chunk_size)
+  return curves_and_clean_logits(logits_fn, x, attribution, target, baseline=baseline,
+                                 segments=segments, opts=opts)[:3]
 
 
-def _soft_curves_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments,
-                                  n_steps, fraction, temperature, log_softmax, chunk_size,
-                                  explainer):
+def curves_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments, opts):
   """`soft_curves` and the clean input's logits `(K,)`, all from one batched model call.
 
   The clean input is the last row of the batch (the all-ones mask, `log_p_clean` of the deletion
   ratio); its logits are returned as the model gave them (not poisoned by a NaN attribution,
   on which they do not depend), so a loss can take its cross-entropy from them instead of
-  evaluating the model on the clean input again.
+  evaluating the model on the clean input again. `opts` is a `SoftOptions` (or an object with
+  its fields, e.g. `IdExpo`).
   """
   x = promote_input(logits_fn, x)
   logits_fn = as_logits_fn(logits_fn)
-  segments, baseline = resolve_units(explainer, segments, baseline, where="soft_curves")
   phi, _ = flat_attribution(x, attribution, segments)
-  alpha = soft_keep_masks(phi, n_steps=n_steps, fraction=fraction, temperature=temperature,
-                          log_softmax=log_softmax)
+  alpha = soft_keep_masks(phi, n_steps=opts.n_steps, fraction=opts.fraction,
+                          temperature=opts.temperature, log_softmax=opts.log_softmax)
   n_soft = alpha.shape[0]
   z = jnp.concatenate([alpha, 1.0 - alpha, jnp.ones((1, phi.shape[0]), alpha.dtype)], axis=0)
   # All logits (the clean row's are returned), each call checked as a softmax score (K >= 2).
   checked = lambda xb: model_output(logits_fn, xb, output="log_prob")
   logits = masking.evaluate_masked(checked, x, z.astype(x.dtype), target, baseline=baseline,
-                                   segments=segments, chunk_size=chunk_size, output="logits")
+                                   segments=segments, chunk_size=opts.chunk_size,
+                                   output="logits")
   log_p = select_output(logits, jnp.asarray(target), "log_prob")
-  log_p = poison(nan_attribution(phi, log_p), check_positive(temperature, "temperature"))
+  log_p = poison(nan_attribution(phi, log_p), check_positive(opts.temperature, "temperature"))
   return log_p[:n_soft], log_p[n_soft:2 * n_soft], log_p[-1], logits[-1]
 
 
@@ -125,63 +138,62 @@ def log1m_exp(log_p: Array) -> Array:
   return jnp.where(jnp.isnan(log_p), log_p, out)  # NaN stays NaN (see `predictor.poison`)
 
 
-def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline=None,
+def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline,
                             segments: Optional[Array] = None, n_steps: int = 64,
                             fraction: float = 0.5, temperature: float = 1.0,
                             deletion: str = "ratio", log_softmax: bool = True,
-                            chunk_size: Optional[int] = None, explainer=None):
+                            chunk_size: Optional[int] = None):
   """Differentiable insertion and deletion losses `(cIns, cDel)` of one example (lower is better).
 
-  `cIns = −(1/M) Σ_m log p_y(x_ins^m)`. `cDel` is "ratio" (default),
-  `(1/M) Σ_m [log p_y(x_del^m) − log p_y(x)]`, or "direct", `−(1/M) Σ_m log(1 − p_y(x_del^m))`.
-  Steps: `Δ = U // n_steps` units, `M = ceil(floor(fraction·U)/Δ)` soft steps with `MΔ < U`.
-  As `temperature → ∞` the soft curves equal the hard curves of `insertion_deletion_curves` at
-  `k = mΔ` (for attributions without ties at the thresholds).
+  Yoshikawa & Iwata, AISTATS 2024: `cIns = −(1/M) Σ_m log p_y(x_ins^m)`. `cDel` is "ratio"
+  (default), `(1/M) Σ_m [log p_y(x_del^m) − log p_y(x)]`, or "direct",
+  `−(1/M) Σ_m log(1 − p_y(x_del^m))`. Steps: `Δ = U // n_steps` units,
+  `M = ceil(floor(fraction·U)/Δ)` soft steps with `MΔ < U`. As `temperature → ∞` the soft curves
+  equal the hard curves of `insertion_deletion_curves` at `k = mΔ` (for attributions without ties
+  at the thresholds).
 
   Invalid values known only inside `jit` give NaN losses: a traced `target` outside `[0, K)`, a
   traced attribution with a NaN, a traced `temperature <= 0`. Concrete ones raise ValueError.
 
   Args:
-    logits_fn: `xb -> logits (B, K)` with `K >= 2`, or a `Predictor`.
+    logits_fn: `xb -> logits (B, K)` with `K >= 2`, a module or a `Predictor`.
     x: one example (image `(H, W, C)` or tabular `(D,)`), no batch axis; integer `x` is promoted
       to the model's float dtype.
     attribution: one score per unit, differentiable.
     target: the class scored (training: the label), in `[0, K)`.
-    baseline: broadcastable to `x` (`None`: the explainer's).
-    segments: optional `(H, W)` unit ids (`None`: the explainer's, if any).
+    baseline: broadcastable to `x`.
+    segments: optional `(H, W)` unit ids.
     n_steps: number of steps over all units (reference: 64).
     fraction: largest kept/removed fraction (reference: 0.5).
     temperature: sigmoid temperature `τ > 0` (reference: 1).
     deletion: "ratio" or "direct".
     log_softmax: map the attribution through log-softmax first (reference default).
     chunk_size: optional bound on inputs per model call.
-    explainer: optional explainer whose units and baseline are used when not given here
-      (`explainers.resolve_units`).
 
   Returns:
     `(cins, cdel)` scalars. With a single unit there is no soft step and both are 0.
+
+  Example::
+
+    cins, cdel = soft_insertion_deletion(model, x, phi, y, baseline=0.0)
   """
-  return _soft_losses_and_clean_logits(
-      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
-      fraction=fraction, temperature=temperature, deletion=deletion, log_softmax=log_softmax,
-      chunk_size=chunk_size, explainer=explainer)[:2]
+  opts = SoftOptions(n_steps=n_steps, fraction=fraction, temperature=temperature,
+                     deletion=deletion, log_softmax=log_softmax, chunk_size=chunk_size)
+  return losses_and_clean_logits(logits_fn, x, attribution, target, baseline=baseline,
+                                 segments=segments, opts=opts)[:2]
 
 
-def _soft_losses_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments,
-                                  n_steps, fraction, temperature, deletion, log_softmax,
-                                  chunk_size, explainer):
+def losses_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments, opts):
   """`soft_insertion_deletion` and the clean input's logits `(K,)` from the same model call."""
-  if deletion not in ("ratio", "direct"):
-    raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {deletion!r}.")
-  lp_ins, lp_del, lp_x, logits = _soft_curves_and_clean_logits(
-      logits_fn, x, attribution, target, baseline=baseline, segments=segments, n_steps=n_steps,
-      fraction=fraction, temperature=temperature, log_softmax=log_softmax, chunk_size=chunk_size,
-      explainer=explainer)
+  if opts.deletion not in ("ratio", "direct"):
+    raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {opts.deletion!r}.")
+  lp_ins, lp_del, lp_x, logits = curves_and_clean_logits(
+      logits_fn, x, attribution, target, baseline=baseline, segments=segments, opts=opts)
   if lp_ins.shape[0] == 0:
     zero = jnp.where(jnp.isnan(lp_x), jnp.nan, 0.0).astype(x.dtype)  # NaN: invalid traced target
     return zero, zero, logits
   cins = -lp_ins.mean()
-  if deletion == "ratio":
+  if opts.deletion == "ratio":
     cdel = (lp_del - lp_x).mean()
   else:
     cdel = -log1m_exp(lp_del).mean()

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.explainers.input_gradients import input_gradients
+from idexpo_jax.explainers.gradients import input_gradients
 from idexpo_jax.core.predictor import as_logits_fn, check_batch, promote_input
 
 Array = jax.Array
