@@ -1,6 +1,6 @@
 """Units and the one masking helper that every explainer, metric and regulariser uses.
 
-Units are what an explanation scores (SPEC §1):
+Units are what an explanation scores:
 
 * pixels of an image `x` of shape `(H, W, C)` when `segments is None` (`U = H·W`, broadcast over C);
 * segments: an integer map `segments` of shape `(H, W)` with ids `0..d-1` (`U = d`);
@@ -17,6 +17,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from idexpo_jax.core.predictor import check_output, check_target, model_output, target_scores
 
 Array = jax.Array
 
@@ -217,8 +219,6 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
   Returns:
     The scores of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
-  from idexpo_jax.core.predictor import (check_output, check_target,  # local: avoids an import cycle
-                                    model_output, target_scores)
 
   if output != "logits":
     check_output(output)
@@ -234,13 +234,4 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
 
   if z.ndim != 2:
     raise ValueError(f"`z` must be a batch of unit masks (N, U); got shape {tuple(z.shape)}.")
-  n = z.shape[0]
-  if chunk_size is None or chunk_size >= n:
-    out = run(z)
-  else:
-    n_chunks = -(-n // chunk_size)
-    pad = n_chunks * chunk_size - n
-    zp = jnp.concatenate([z, jnp.ones((pad, z.shape[1]), z.dtype)], axis=0) if pad else z
-    out = jax.lax.map(run, zp.reshape(n_chunks, chunk_size, z.shape[1]))
-    out = out.reshape(n_chunks * chunk_size, *out.shape[2:])[:n]
-  return out
+  return map_chunks(run, (z,), chunk_size)

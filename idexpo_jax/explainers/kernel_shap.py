@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import NamedTuple, Optional
+from typing import Union, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -393,7 +393,8 @@ def logit_surrogate_shapley(z: Array, logits: Array, w: Array, target, *, prob: 
 
 def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] = None,
                 baseline, n_samples: int = 512, sampler: str = "kernel",
-                control_variate: bool = False, paired: bool = True, output: str = "prob",
+                control_variate: Union[bool, str] = False, paired: bool = True,
+                output: str = "prob",
                 chunk_size: Optional[int] = None) -> Array:
   """KernelSHAP attribution of one example with a single background row (module docstring).
 
