@@ -44,6 +44,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -58,6 +59,9 @@ from idexpo_jax._optional import require
 COMMIT_MARKS = ("_CHECKPOINT_METADATA", "commit_success.txt")
 _LOCK_NAME = ".lock"
 _STAGE_PREFIX = ".overwrite-"
+# What orbax's `CheckpointManager.close` closes after waiting (orbax 0.11 - 0.12).
+_ORBAX_PARTS = ("_checkpointer", "_non_blocking_metadata_store", "_blocking_metadata_store",
+                "_checkpoint_deleter")
 
 
 class CheckpointDirectoryError(OSError):
@@ -177,6 +181,22 @@ def _recover(path: str) -> None:
                     stacklevel=3)
 
 
+def _close_parts(manager) -> None:
+  """Closes what orbax's `CheckpointManager.close` closes, each even if another one raises."""
+  for name in _ORBAX_PARTS:
+    part = getattr(manager, name, None)
+    if part is None:
+      continue
+    try:
+      part.close()
+    except Exception:  # noqa: BLE001 -- an async checkpointer re-raises its failed save:
+      for sub in ("_handler", "_metadata_store"):  # close what its `close` would have closed
+        try:
+          getattr(part, sub).close()
+        except Exception:  # noqa: BLE001 -- best effort; the save's error is raised by close()
+          pass
+
+
 class CheckpointManager:
   """An orbax `CheckpointManager` holding the writer's lock of its directory.
 
@@ -199,18 +219,35 @@ class CheckpointManager:
     """Whether `close()` was called."""
     return self._lock_fd is None
 
-  def close(self) -> None:
-    """Waits for pending saves, closes orbax's manager and releases the lock (idempotent)."""
+  def close(self, *, raise_errors: bool = True) -> None:
+    """Waits for pending saves, stops orbax's threads and releases the lock (idempotent).
+
+    orbax's own `close` waits first and, when a pending save failed (e.g. a full disk), raises
+    before stopping anything, which leaves its threads running for minutes; here every part is
+    closed regardless, and the save's error is raised afterwards.
+
+    Args:
+      raise_errors: raise the error of a failed pending save (after closing); `fit` passes
+        False while another error is already propagating.
+    """
     if self._lock_fd is None:
       return
+    error = None
     try:
       try:
         self._manager.wait_until_finished()
-      finally:
+      except Exception as e:  # noqa: BLE001 -- re-raised below, once everything is closed
+        error = e
+      try:
         self._manager.close()
+      except Exception as e:  # noqa: BLE001 -- orbax re-raises a failed save before stopping
+        error = error or e
+        _close_parts(self._manager)
     finally:
       os.close(self._lock_fd)  # releases the flock
       self._lock_fd = None
+    if error is not None and raise_errors:
+      raise error
 
   def __enter__(self):
     return self
@@ -334,12 +371,31 @@ def save_checkpoint(manager, state, *, data_position: Any = None,
   if step == newest:
     _overwrite(ocp, manager, step, state, record)
     return step
-  if not manager.save(step, args=_save_args(ocp, state, record)):
+  try:
+    saved = manager.save(step, args=_save_args(ocp, state, record))
+    if saved and wait:
+      manager.wait_until_finished()
+  except Exception as e:
+    converted = _as_os_error(e, step, manager.directory)
+    if converted is e:
+      raise
+    raise converted from e
+  if not saved:
     raise RuntimeError(f"orbax skipped the save of step {step} in {manager.directory} (newest: "
                        f"{newest}).")
-  if wait:
-    manager.wait_until_finished()
   return step
+
+
+def _as_os_error(e: Exception, step: int, directory) -> Exception:
+  """`e` as an `OSError` when it is one that tensorstore reports as a `ValueError`."""
+  if isinstance(e, OSError):
+    return e
+  code = re.search(r"os_error_code='(\d+)'", str(e))
+  if code is None:
+    return e
+  n = int(code.group(1))
+  return OSError(n, f"Writing the checkpoint of step {step} in {directory} failed: "
+                 f"{os.strerror(n)} ({str(e)[:300]}); the older checkpoints are intact.")
 
 
 def restore_checkpoint(manager, template, *, step: Optional[int] = None) -> Optional[Restored]:

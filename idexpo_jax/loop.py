@@ -86,6 +86,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     # Raises (an OSError naming the directory) before any training if it is unusable or in use.
     manager = checkpoint.checkpoint_manager(checkpoint_dir, max_to_keep=checkpoint_keep)
   bar = None
+  failed = True
   try:
     if manager is not None:
       metadata = {"num_steps": num_steps, "config": checkpoint.normalize_config(config)}
@@ -116,13 +117,16 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
       if bar is not None:
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
         bar.update(1)
+    failed = False
   finally:
     try:
       if bar is not None:
         bar.close()
     finally:
       if manager is not None:
-        manager.close()  # waits for pending saves, stops orbax's threads, releases the lock
+        # Waits for pending saves, stops orbax's threads, releases the lock; a failed save is
+        # raised here unless an error (the same one, typically) is already on its way.
+        manager.close(raise_errors=not failed)
   return state, history
 
 
