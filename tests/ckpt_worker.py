@@ -3,7 +3,9 @@
 `python tests/ckpt_worker.py CKPT_DIR NUM_STEPS OUT_NPZ [KEEP]` trains for NUM_STEPS steps with
 a checkpoint after every step (the latest KEEP kept; 0: all), printing `batch <t>` when the batch
 of step `t` is requested (all steps before `t` are done and checkpointed), and writes the final
-state's leaves to OUT_NPZ. The tests import `fresh_state` to build restore templates.
+state's leaves to OUT_NPZ. With CKPT_DIR `-`, no checkpoints: OUT_NPZ holds the leaves of the
+state after every step instead (`step<s>_<i>`), the reference of an uninterrupted run. The tests
+import `fresh_state` to build restore templates.
 """
 
 import sys
@@ -48,10 +50,23 @@ def main(argv):
     print(f"batch {t}", flush=True)
     return _batch_fn(t)
 
+  trace = {}
+
+  def record(state):  # called after every step when there are no checkpoints
+    s = int(state.step)
+    trace.update({f"step{s}_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))})
+    return {}
+
+  with_ckpt = ckpt_dir != "-"
   state, _ = fit(make_train_step(_loss, OPTIMIZER), fresh_state(), batch_fn,
                  num_steps=num_steps, key=jax.random.key(1), progress=False,
-                 checkpoint_dir=ckpt_dir, checkpoint_every=1, checkpoint_keep=keep or None)
-  np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(state)])
+                 eval_fn=None if with_ckpt else record, eval_every=1,
+                 checkpoint_dir=ckpt_dir if with_ckpt else None, checkpoint_every=1,
+                 checkpoint_keep=keep or None)
+  if with_ckpt:
+    np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(state)])
+  else:
+    np.savez(out, **trace)
   print("done", flush=True)
 
 
