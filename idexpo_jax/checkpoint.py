@@ -30,6 +30,8 @@ The contract of a checkpoint directory (docs/scale.md, "Checkpoint contract"):
   `CheckpointInUseError` (an advisory `flock` on `<dir>/.lock`, released by the kernel when its
   process dies, so a killed run never leaves a stale lock).
 * Managers are context managers; `close()` always releases the lock and orbax's threads.
+* In a multi-host run, process 0 takes the lock and does the renames (the others wait at a
+  barrier); overwriting a step is refused there (`ValueError`).
 
 Safety of a resume: the record can hold the run's config (`fit(config=...)`, e.g. the optimizer's
 hyperparameters); `check_resume` refuses a checkpoint written under another config or beyond the
@@ -81,6 +83,18 @@ class Restored(NamedTuple):
 
   state: Any
   record: dict
+
+
+def _primary() -> bool:
+  """Whether this is the process that renames and locks (process 0 of a multi-host run)."""
+  return jax.process_index() == 0
+
+
+def _sync(name: str) -> None:
+  """A barrier of every process (a no-op in a single-process run)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def is_complete(step_dir: str) -> bool:
@@ -206,18 +220,21 @@ class CheckpointManager:
   every path (also when waiting raises).
   """
 
-  def __init__(self, manager, path: str, lock_fd: int):
+  def __init__(self, manager, path: str, lock_fd: Optional[int]):
     self._manager = manager
     self.path = path
-    self._lock_fd = lock_fd
+    self._lock_fd = lock_fd  # None on the other processes of a multi-host run
+    self._closed = False
 
   def __getattr__(self, name):
+    if name.startswith("_"):
+      raise AttributeError(name)
     return getattr(self._manager, name)
 
   @property
   def closed(self) -> bool:
     """Whether `close()` was called."""
-    return self._lock_fd is None
+    return self._closed
 
   def close(self, *, raise_errors: bool = True) -> None:
     """Waits for pending saves, stops orbax's threads and releases the lock (idempotent).
@@ -230,8 +247,9 @@ class CheckpointManager:
       raise_errors: raise the error of a failed pending save (after closing); `fit` passes
         False while another error is already propagating.
     """
-    if self._lock_fd is None:
+    if self._closed:
       return
+    self._closed = True
     error = None
     try:
       try:
@@ -244,8 +262,9 @@ class CheckpointManager:
         error = error or e
         _close_parts(self._manager)
     finally:
-      os.close(self._lock_fd)  # releases the flock
-      self._lock_fd = None
+      if self._lock_fd is not None:
+        os.close(self._lock_fd)  # releases the flock
+        self._lock_fd = None
     if error is not None and raise_errors:
       raise error
 
@@ -278,13 +297,17 @@ def checkpoint_manager(directory: str, *, max_to_keep: Optional[int] = 2) -> Che
     raise ValueError(f"`max_to_keep` must be >= 1 or None; got {max_to_keep}.")
   path = os.path.abspath(os.fspath(directory))
   _check_directory(path)
-  fd = _lock(path)
+  # In a multi-host run, process 0 locks and renames; the others wait for it.
+  fd = _lock(path) if _primary() else None
   try:
-    _recover(path)
+    if fd is not None:
+      _recover(path)
+    _sync(f"idexpo_jax.checkpoint.open:{path}")
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     manager = ocp.CheckpointManager(path, options=options)
   except BaseException:
-    os.close(fd)
+    if fd is not None:
+      os.close(fd)
     raise
   return CheckpointManager(manager, path, fd)
 
@@ -311,6 +334,9 @@ def _exchange(a: str, b: str) -> bool:
 
 def _overwrite(ocp, manager: CheckpointManager, step: int, state, record) -> None:
   """Replaces the checkpoint of `step`: written to a staging folder, then swapped in."""
+  if jax.process_count() > 1:
+    raise ValueError(f"Saving step {step} again in {manager.directory} (an overwrite) is not "
+                     f"supported in a multi-process run; save a newer step.")
   root = manager.path
   stage = os.path.join(root, f"{_STAGE_PREFIX}{step}-{os.getpid()}-{time.time_ns()}")
   staging = ocp.CheckpointManager(stage, options=ocp.CheckpointManagerOptions(create=True))
@@ -443,10 +469,13 @@ def restore_checkpoint(manager, template, *, step: Optional[int] = None) -> Opti
       continue
     if i:
       for bad in steps[:i]:
+        if not _primary():
+          continue
         target = _move_aside(os.path.join(os.fspath(manager.directory), str(bad)), "corrupt")
         warnings.warn(f"The unreadable checkpoint of step {bad} was moved aside to {target} "
                       f"(kept for inspection); the run goes on from step {s}.", UserWarning,
                       stacklevel=2)
+      _sync(f"idexpo_jax.checkpoint.corrupt:{manager.directory}")
       manager.reload()
     return restored
   if first_error is not None:
