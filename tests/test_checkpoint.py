@@ -1,5 +1,7 @@
 """Tests for idexpo_jax.training.checkpoint and the checkpointing / NaN guard of `loop.fit`."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -178,3 +180,145 @@ def test_corrupted_newest_checkpoint_falls_back_to_the_previous_loudly(setup, tm
       (ckpt / name / "state" / "_METADATA").write_bytes(b"\x00garbage{")
   with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="No checkpoint .* could be"):
     fit(step, fresh(), batch_fn, num_steps=8, key=key, progress=False, checkpoint_dir=str(ckpt))
+
+
+# The checkpoint contract (docs/scale.md, "Checkpoint contract").
+
+
+def _at(fresh, step, value):
+  """`fresh()` at `step` with every parameter equal to `value` (distinct values per save)."""
+  s = fresh()
+  return s._replace(step=jnp.asarray(step, jnp.int32),
+                    params=jax.tree.map(lambda x: jnp.full_like(x, value), s.params))
+
+
+def _params_value(state):
+  values = {float(v) for x in jax.tree.leaves(state.params) for v in np.unique(np.asarray(x))}
+  assert len(values) == 1, values
+  return values.pop()
+
+
+def _entries(path):
+  return sorted(p.name for p in path.iterdir() if p.name != ".lock")
+
+
+def test_saving_the_newest_step_again_replaces_it_atomically(setup, tmp_path):
+  _, fresh, _, _ = setup
+  ckpt = tmp_path / "c"
+  with checkpoint.checkpoint_manager(str(ckpt), max_to_keep=None) as manager:
+    assert checkpoint.save_checkpoint(manager, _at(fresh, 2, 1.0)) == 2
+    assert checkpoint.save_checkpoint(manager, _at(fresh, 2, 7.0), metadata={"v": 2}) == 2
+    out = checkpoint.restore_checkpoint(manager, fresh())
+    assert _params_value(out.state) == 7.0 and out.record["v"] == 2
+    assert manager.all_steps() == [2]
+  assert _entries(ckpt) == ["2"] and checkpoint.is_complete(str(ckpt / "2"))  # no leftovers
+  with checkpoint.checkpoint_manager(str(ckpt)) as manager:  # and so it is on disk
+    assert _params_value(checkpoint.restore_checkpoint(manager, fresh()).state) == 7.0
+
+
+def test_overwrite_without_an_atomic_swap_and_its_recovery_after_a_crash(setup, tmp_path,
+                                                                        monkeypatch):
+  _, fresh, _, _ = setup
+  ckpt = tmp_path / "c"
+  monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)  # e.g. not Linux
+  with checkpoint.checkpoint_manager(str(ckpt), max_to_keep=None) as manager:
+    checkpoint.save_checkpoint(manager, _at(fresh, 3, 1.0))
+    checkpoint.save_checkpoint(manager, _at(fresh, 3, 2.0))
+    assert _params_value(checkpoint.restore_checkpoint(manager, fresh()).state) == 2.0
+  # A crash between the two renames leaves the replaced checkpoint in the staging folder and no
+  # `3`: opening a manager puts the complete one back.
+  stage = ckpt / ".overwrite-3-1-1"
+  stage.mkdir()
+  (ckpt / "3").rename(stage / "replaced")
+  with pytest.warns(UserWarning, match="interrupted overwrite of the checkpoint of step 3"):
+    manager = checkpoint.checkpoint_manager(str(ckpt))
+  with manager:
+    assert _params_value(checkpoint.restore_checkpoint(manager, fresh()).state) == 2.0
+
+
+def test_saving_a_step_older_than_the_newest_raises(setup, tmp_path):
+  _, fresh, _, _ = setup
+  ckpt = tmp_path / "c"
+  with checkpoint.checkpoint_manager(str(ckpt), max_to_keep=None) as manager:
+    checkpoint.save_checkpoint(manager, _at(fresh, 5, 5.0))
+    with pytest.raises(checkpoint.CheckpointOrderError, match="step 3 .*newest checkpoint is "
+                       "step 5"):
+      checkpoint.save_checkpoint(manager, _at(fresh, 3, 3.0))
+    assert _params_value(checkpoint.restore_checkpoint(manager, fresh()).state) == 5.0
+  assert _entries(ckpt) == ["5"]
+
+
+def test_an_empty_or_partial_step_folder_is_not_a_checkpoint(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  ckpt = tmp_path / "ckpt"
+  full, _ = fit(step, fresh(), batch_fn, num_steps=6, key=key, progress=False)
+  fit(step, fresh(), batch_fn, num_steps=3, key=key, progress=False, checkpoint_dir=str(ckpt),
+      checkpoint_every=1, checkpoint_keep=10)
+  (ckpt / "9").mkdir()  # empty
+  (ckpt / "7" / "state").mkdir(parents=True)  # partial: data but no commit marks
+  (ckpt / "7" / "state" / "_METADATA").write_text("{}")
+  assert checkpoint.latest_step(str(ckpt)) == 3
+  with pytest.warns(UserWarning, match=r"ckpt/9 is not a complete checkpoint .*moved aside to "
+                    r".*9\.incomplete-1"):
+    resumed, hist = fit(step, fresh(), batch_fn, num_steps=6, key=key, progress=False,
+                        checkpoint_dir=str(ckpt), checkpoint_every=1, checkpoint_keep=10)
+  assert [h["step"] for h in hist] == [4, 5, 6]
+  _assert_trees_equal(resumed, full)
+  assert checkpoint.latest_step(str(ckpt)) == 6
+  assert _entries(ckpt) == ["1", "2", "3", "4", "5", "6", "7.incomplete-1", "9.incomplete-1"]
+  assert (ckpt / "7.incomplete-1" / "state" / "_METADATA").read_text() == "{}"  # kept as is
+  with checkpoint.checkpoint_manager(str(ckpt)) as manager:
+    _assert_trees_equal(checkpoint.restore_checkpoint(manager, fresh(), step=6).state, full)
+
+
+def test_a_corrupt_newest_checkpoint_is_moved_aside_and_saved_again(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  ckpt = tmp_path / "ckpt"
+  at4, _ = fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False)
+  fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False, checkpoint_dir=str(ckpt),
+      checkpoint_every=2)
+  (ckpt / "4" / "state" / "_METADATA").write_bytes(b"\x00garbage{")
+  with pytest.warns(UserWarning, match=r"step 4 was moved aside to .*4\.corrupt-1"):
+    _, hist = fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False,
+                  checkpoint_dir=str(ckpt), checkpoint_every=2)
+  assert [h["step"] for h in hist] == [3, 4]
+  assert _entries(ckpt) == ["2", "4", "4.corrupt-1"]
+  assert (ckpt / "4.corrupt-1" / "state" / "_METADATA").read_bytes() == b"\x00garbage{"
+  with checkpoint.checkpoint_manager(str(ckpt)) as manager:
+    _assert_trees_equal(checkpoint.restore_checkpoint(manager, fresh()).state, at4)
+  import warnings
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # a rerun: no warning, nothing redone
+    _, hist = fit(step, fresh(), batch_fn, num_steps=4, key=key, progress=False,
+                  checkpoint_dir=str(ckpt), checkpoint_every=2)
+  assert hist == []
+
+
+def test_unusable_checkpoint_dir_fails_before_any_step(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  calls = []
+  counting = lambda t: calls.append(t) or batch_fn(t)  # noqa: E731
+  regular = tmp_path / "file"
+  regular.write_text("not a directory")
+  for path, phrase in ((regular, "exists and is not a directory"),
+                       (regular / "sub", "cannot be created")):
+    with pytest.raises(checkpoint.CheckpointDirectoryError, match=rf"`checkpoint_dir` {path} "
+                       rf"{phrase}") as e:
+      fit(step, fresh(), counting, num_steps=2, key=key, progress=False, checkpoint_dir=str(path))
+    assert isinstance(e.value, OSError) and e.value.filename == str(path)
+  assert calls == [] and regular.read_text() == "not a directory"
+
+
+def test_a_second_writer_on_the_same_directory_is_refused(setup, tmp_path):
+  step, fresh, batch_fn, key = setup
+  ckpt = tmp_path / "ckpt"
+  with checkpoint.checkpoint_manager(str(ckpt), max_to_keep=None) as first:
+    checkpoint.save_checkpoint(first, _at(fresh, 1, 1.0))
+    with pytest.raises(checkpoint.CheckpointInUseError, match=rf"{ckpt} is in use by another "
+                       rf"writer \(pid {os.getpid()}\)"):
+      fit(step, fresh(), batch_fn, num_steps=2, key=key, progress=False, checkpoint_dir=str(ckpt))
+    checkpoint.save_checkpoint(first, _at(fresh, 2, 2.0))  # the first goes on, undisturbed
+    assert _params_value(checkpoint.restore_checkpoint(first, fresh()).state) == 2.0
+  assert first.closed and _entries(ckpt) == ["1", "2"]
+  with checkpoint.checkpoint_manager(str(ckpt)) as again:  # closed: the lock is free
+    assert again.latest_step() == 2

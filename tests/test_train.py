@@ -150,3 +150,41 @@ def test_donated_state_passed_again_is_refused():
   fresh = init_train_state({"w": jnp.ones((3, 2))}, opt)
   undonated(fresh, jnp.ones((4, 3)), None)
   undonated(fresh, jnp.ones((4, 3)), None)  # not donated: reusable
+
+
+def test_init_train_state_owns_its_buffers_so_a_donated_step_spares_the_caller():
+  opt = optax.sgd(0.1, momentum=0.9)
+  params = {"w": jnp.asarray(np.arange(6.0).reshape(3, 2), jnp.float32)}
+  model_state = {"count": jnp.zeros((), jnp.int32)}
+  before = np.arange(6.0).reshape(3, 2)  # an independent copy of the caller's values
+
+  def loss_fn(p, ms, b, k):
+    return jnp.mean((b @ p["w"]) ** 2), ({}, {"count": ms["count"] + 1})
+
+  state = init_train_state(params, opt, model_state=model_state)
+  step = make_train_step(loss_fn, opt, stateful=True)  # donates
+  new, _ = step(state, jnp.ones((4, 3)), None)
+  assert state.params["w"].is_deleted()  # the state's own buffers were donated...
+  assert not params["w"].is_deleted() and not model_state["count"].is_deleted()  # ...not these
+  np.testing.assert_array_equal(np.asarray(params["w"]), before)
+  assert int(model_state["count"]) == 0 and int(new.model_state["count"]) == 1
+  assert not np.array_equal(np.asarray(new.params["w"]), before)  # the step did train
+  # The caller's arrays can start another run, which gives the same result.
+  again, _ = step(init_train_state(params, opt, model_state=model_state), jnp.ones((4, 3)), None)
+  _assert_trees_equal(again.params, new.params)
+
+
+@pytest.mark.parametrize("name", ["loss", "grad_norm"])
+def test_aux_entry_named_like_a_reported_metric_is_refused(name):
+  opt = optax.sgd(0.1)
+
+  def loss_fn(p, b, k):
+    loss = jnp.mean((b @ p["w"]) ** 2)
+    return loss, {name: 2.0 * loss, "ce": loss}
+
+  state = init_train_state({"w": jnp.ones((3, 2))}, opt)
+  with pytest.raises(ValueError, match=rf"aux.*\['{name}'\].*Rename them"):
+    make_train_step(loss_fn, opt, donate=False)(state, jnp.ones((4, 3)), None)
+  ok = lambda p, b, k: (loss_fn(p, b, k)[0], {"ce": loss_fn(p, b, k)[1]["ce"]})  # noqa: E731
+  _, metrics = make_train_step(ok, opt, donate=False)(state, jnp.ones((4, 3)), None)
+  assert float(metrics["loss"]) == float(metrics["ce"])  # the reported loss is the loss

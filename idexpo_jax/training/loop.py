@@ -1,4 +1,4 @@
-"""A small, deterministic training loop around a jitted `train_step` (SPEC §7).
+"""A small, deterministic training loop around a jitted `train_step`.
 
 `fit` drives `train_step(state, batch, key) -> (state, metrics)` (see `train.make_train_step`) for
 a fixed number of steps. Determinism is by construction, so that a resumed run repeats exactly:
@@ -41,8 +41,12 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
 
   A resume is refused (`ValueError` naming the field) when the checkpoint is beyond `num_steps`
   or was written under another `config`; an unreadable newest checkpoint is skipped with a
-  warning naming its step (`checkpoint.restore_checkpoint`). Asking for more steps than a
-  previous run (e.g. 6 after 4) continues it.
+  warning naming its step and moved aside to `<step>.corrupt-<n>` after the previous one is
+  restored (`checkpoint.restore_checkpoint`), so the run saves that step again. Asking for more
+  steps than a previous run (e.g. 6 after 4) continues it. An unusable `checkpoint_dir` (a
+  regular file, not creatable, read-only) or one another run is writing to raises an `OSError`
+  naming it before any step runs (`checkpoint.checkpoint_manager`); the manager is closed on
+  every exit path, so a failed run exits at once.
 
   Args:
     train_step: `train_step(state, batch, key) -> (state, metrics)`, e.g. from
@@ -79,27 +83,26 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
   manager = None
   if checkpoint_dir is not None:
     from idexpo_jax.training import checkpoint
+    # Raises (an OSError naming the directory) before any training if it is unusable or in use.
     manager = checkpoint.checkpoint_manager(checkpoint_dir, max_to_keep=checkpoint_keep)
-    metadata = {"num_steps": num_steps, "config": checkpoint.normalize_config(config)}
-    if metadata["config"] is None:
-      del metadata["config"]
-    try:
+  bar = None
+  failed = True
+  try:
+    if manager is not None:
+      metadata = {"num_steps": num_steps, "config": checkpoint.normalize_config(config)}
+      if metadata["config"] is None:
+        del metadata["config"]
       restored = checkpoint.restore_checkpoint(manager, state)
       if restored is not None:
         checkpoint.check_resume(restored.record, config=config, num_steps=num_steps,
                                 directory=str(manager.directory))
-    except BaseException:
-      manager.close()
-      raise
-    if restored is not None and int(restored.record["step"]) > int(state.step):
-      state = restored.state
-  start = int(state.step)
-  history = []
-  bar = None
-  if progress:
-    from tqdm.auto import tqdm
-    bar = tqdm(total=num_steps, initial=start, desc=desc, leave=True, dynamic_ncols=True)
-  try:
+        if int(restored.record["step"]) > int(state.step):
+          state = restored.state
+    start = int(state.step)
+    history = []
+    if progress:
+      from tqdm.auto import tqdm
+      bar = tqdm(total=num_steps, initial=start, desc=desc, leave=True, dynamic_ncols=True)
     for t in range(start, num_steps):
       state, metrics = train_step(state, batch_fn(t), jax.random.fold_in(key, t))
       record = {"step": t + 1, **_to_floats(metrics)}
@@ -114,12 +117,16 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
       if bar is not None:
         bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
         bar.update(1)
+    failed = False
   finally:
-    if bar is not None:
-      bar.close()
-    if manager is not None:
-      manager.wait_until_finished()
-      manager.close()
+    try:
+      if bar is not None:
+        bar.close()
+    finally:
+      if manager is not None:
+        # Waits for pending saves, stops orbax's threads, releases the lock; a failed save is
+        # raised here unless an error (the same one, typically) is already on its way.
+        manager.close(raise_errors=not failed)
   return state, history
 
 

@@ -1,4 +1,4 @@
-"""The jitted optax train step (SPEC §7).
+"""The jitted optax train step.
 
 `loss_fn(params, batch, key) -> (loss, aux)` is any sum of this library's terms; the step computes
 its gradient, applies the optax update and returns the new state with the metrics. The state is
@@ -26,8 +26,30 @@ class TrainState(NamedTuple):
   model_state: Any = ()
 
 
+#: Metric names `make_train_step` writes itself; an `aux` entry of the same name is refused.
+RESERVED_METRICS = ("loss", "grad_norm")
+
+
+def _own_copy(tree):
+  """`tree` with every `jax.Array` leaf copied to new buffers of the same sharding."""
+  return jax.tree_util.tree_map(lambda x: jnp.copy(x) if isinstance(x, jax.Array) else x, tree)
+
+
 def init_train_state(params, optimizer: optax.GradientTransformation, model_state=()) -> TrainState:
-  """A fresh `TrainState` at step 0."""
+  """A fresh `TrainState` at step 0 that owns its buffers.
+
+  `params` and `model_state` are copied, so a donating step (`make_train_step(donate=True)`)
+  consumes the state's buffers, never the caller's: `params` stays valid and unchanged.
+
+  Args:
+    params: the trainable parameters (a pytree of arrays).
+    optimizer: an optax transformation; its state is initialised from the copied parameters.
+    model_state: non-trainable variables (e.g. BatchNorm statistics; may be empty).
+
+  Returns:
+    `TrainState(step=0, params, opt_state, model_state)`.
+  """
+  params, model_state = _own_copy(params), _own_copy(model_state)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), model_state=model_state)
 
@@ -48,6 +70,11 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
 
   Returns:
     The step. `metrics` holds `loss`, `grad_norm` and every entry of `aux`.
+
+  Raises:
+    ValueError: when the step is traced (first call), naming the key, if `aux` (a dict) has an
+      entry named like a metric the step writes itself (`RESERVED_METRICS`: `loss`,
+      `grad_norm`), which would overwrite the reported loss or gradient norm; rename the entry.
   """
 
   def step(state: TrainState, batch, key):
@@ -59,6 +86,11 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
       model_state = state.model_state
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    clash = sorted(set(RESERVED_METRICS) & set(aux))
+    if clash:
+      raise ValueError(f"The `aux` dict of `loss_fn` has the entries {clash}, names of metrics "
+                       f"the train step writes itself ({list(RESERVED_METRICS)}): they would "
+                       f"overwrite them. Rename them in `loss_fn` (e.g. 'ce_loss').")
     metrics = {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **aux}
     return TrainState(state.step + 1, params, opt_state, model_state), metrics
 
