@@ -153,6 +153,9 @@ def goal_rows(results: dict) -> list[tuple[str, str, bool]]:
   if results.get("error_vs_budget"):
     from benchmarks import error_vs_budget
     rows += error_vs_budget.goal_rows(results["error_vs_budget"])
+  if results.get("resnet_step"):
+    from benchmarks import resnet_step
+    rows += resnet_step.goal_rows(results["resnet_step"])
   return rows + report_step.step_goal_rows(results)
 
 
@@ -224,6 +227,14 @@ def write_markdown(results: dict, path: str, analysis: Optional[list[str]] = Non
     lines += report_step.xla_cpu_section(results["xla_cpu"], results.get("pytorch"))
   if results.get("compile"):
     lines += report_step.compile_section(results["compile"])
+  if results.get("conv"):
+    from benchmarks import conv
+    lines += ["## Convolutions on CPU: XLA vs shifted GEMMs, per layer", ""] + conv.markdown(
+        results["conv"]) + [""]
+  if results.get("resnet_step"):
+    from benchmarks import resnet_step
+    lines += (["## ResNet-18 ID-ExpO Grad-CAM step: ours vs PyTorch", ""]
+              + resnet_step.markdown(results["resnet_step"]))
   if results.get("error_vs_budget"):
     from benchmarks import error_vs_budget
     lines += error_vs_budget.markdown_section(results["error_vs_budget"])

@@ -9,6 +9,10 @@
   statistics update only in `model.train()` mode (pre-training); fine-tuning runs in
   `model.eval()`, i.e. with frozen statistics, so perturbed forward passes never update them.
 
+The convolutions are `idexpo_jax.conv.Conv`: `nnx.Conv` with the same parameters and
+initialisation, whose convolution avoids XLA:CPU's slow paths on CPU (`lax.conv_general_dilated`
+on other backends).
+
 `functional(model)` splits a module once into `(graphdef, params, rest)`; `predictor_fn` rebuilds
 a pure `Predictor` from params inside a jitted loss.
 """
@@ -21,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from idexpo_jax.conv import Conv
 from idexpo_jax.core.predictor import Predictor
 
 Array = jax.Array
@@ -80,9 +85,9 @@ class SmallCNN(nnx.Module):
     if pool < 1:
       raise ValueError(f"`pool` must be >= 1; got {pool}.")
     self.pool = pool
-    self.conv1 = nnx.Conv(in_channels, width, (3, 3), rngs=rngs)
-    self.conv2 = nnx.Conv(width, 2 * width, (3, 3), rngs=rngs)
-    self.conv3 = nnx.Conv(2 * width, 2 * width, (3, 3), rngs=rngs)
+    self.conv1 = Conv(in_channels, width, (3, 3), rngs=rngs)
+    self.conv2 = Conv(width, 2 * width, (3, 3), rngs=rngs)
+    self.conv3 = Conv(2 * width, 2 * width, (3, 3), rngs=rngs)
     self.out = nnx.Linear(2 * width, num_classes, rngs=rngs)
 
   def features(self, x: Array) -> Array:
@@ -105,12 +110,12 @@ class BasicBlock(nnx.Module):
   """ResNet basic block (two 3×3 convs with BatchNorm, projection shortcut when needed)."""
 
   def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
-    self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+    self.conv1 = Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
     self.bn1 = nnx.BatchNorm(cout, rngs=rngs)
-    self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
+    self.conv2 = Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
     self.bn2 = nnx.BatchNorm(cout, rngs=rngs)
     if stride != 1 or cin != cout:
-      self.proj = nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+      self.proj = Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
       self.proj_bn = nnx.BatchNorm(cout, rngs=rngs)
     else:
       self.proj = None
@@ -128,7 +133,7 @@ class ResNet18(nnx.Module):
 
   def __init__(self, in_channels: int = 3, num_classes: int = 10, *, width: int = 64,
                feature_stage: int = 2, stem_stride: int = 1, rngs: nnx.Rngs):
-    self.stem = nnx.Conv(in_channels, width, (3, 3), strides=stem_stride, use_bias=False,
+    self.stem = Conv(in_channels, width, (3, 3), strides=stem_stride, use_bias=False,
                          rngs=rngs)
     self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
     blocks = []
