@@ -3,7 +3,8 @@
 Equinox models take one example and their convolutions are channels-first `(C, H, W)`:
 `ij.adapters.equinox_predictor(model)` vmaps the model over a batch and transposes the library's
 `(B, H, W, C)` images (and, for Grad-CAM, the feature maps back). The trainable arrays are split
-from the rest with `eqx.partition`, and optax updates them. Units and baseline are stated once, on the explainer.
+from the rest with `eqx.partition`, and optax updates them. Units and baseline are stated once,
+on the explainer.
 
     python examples/equinox_lime.py
 """

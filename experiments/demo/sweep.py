@@ -5,9 +5,10 @@ batches as `make demo`) and is evaluated on the validation split only, with its 
 explainer (CE variants with every explainer of `eval.explainers`). A variant is a string
 `"<method>[:key=value,...]"`; each key overrides the method's fine-tuning options
 (`finetune` + `per_method`, e.g. `steps`, `lam`, `deletion`, `temperature`, `penalty_batch`) or
-its explainer's options (e.g. `second_order`, `train_samples`). Selection (Yoshikawa & Iwata, AISTATS 2024): per method,
-the largest `η·Acc + Ins + (1 − Del)` among the variants whose validation accuracy is at least
-that of the CE variant with the same number of steps minus `selection.accuracy_drop`.
+its explainer's options (e.g. `second_order`, `train_samples`). Selection (Yoshikawa & Iwata,
+AISTATS 2024): per method, the largest `η·Acc + Ins + (1 − Del)` among the variants whose
+validation accuracy is at least that of the CE variant with the same number of steps minus
+`selection.accuracy_drop`.
 
   python -m experiments.demo.sweep --config=experiments/demo/configs/sweep.py:lime
 

@@ -1,4 +1,4 @@
-"""The ID-ExpO study: every fine-tuning method from one cross-entropy checkpoint, chosen on validation.
+"""The ID-ExpO study: every fine-tuning method from one CE checkpoint, chosen on validation.
 
 Protocol (Yoshikawa & Iwata, AISTATS 2024, §5): for each seed a model is pre-trained with
 cross-entropy (CE); from that checkpoint every method fine-tunes for the same number of steps with
@@ -203,8 +203,10 @@ def quadrants(d_ins: np.ndarray, d_del: np.ndarray) -> dict:
   """Percentages of examples per sign of (ΔIns, ΔDel); "both_better" is ΔIns > 0, ΔDel < 0."""
   n = max(len(d_ins), 1)
   pct = lambda m: float(100.0 * m.sum() / n)
-  return {"both_better": pct((d_ins > 0) & (d_del < 0)), "ins_only": pct((d_ins > 0) & (d_del >= 0)),
-          "del_only": pct((d_ins <= 0) & (d_del < 0)), "both_worse": pct((d_ins <= 0) & (d_del >= 0))}
+  return {"both_better": pct((d_ins > 0) & (d_del < 0)),
+          "ins_only": pct((d_ins > 0) & (d_del >= 0)),
+          "del_only": pct((d_ins <= 0) & (d_del < 0)),
+          "both_worse": pct((d_ins <= 0) & (d_del >= 0))}
 
 
 def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
