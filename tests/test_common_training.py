@@ -1,6 +1,7 @@
-"""experiments/common/training: checkpoint options passed through to `fit` (exact resume)."""
+"""experiments/common: explainer objects from configs, the fine-tuning loss, checkpoints, evaluation."""
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 import numpy as np
@@ -131,3 +132,49 @@ def test_gradcam_cells_sum_the_pixel_map_over_each_cell():
   np.testing.assert_allclose(np.asarray(pixels(predictor, x, 1)), pmap.ravel(), rtol=1e-6)
   want = pmap.reshape(2, 4, 2, 4).sum((1, 3)).ravel()  # row-major 2×2 grid of 4×4 cells
   np.testing.assert_allclose(np.asarray(cells(predictor, x, 1)), want, rtol=1e-5, atol=1e-7)
+
+
+def test_evaluation_scores_the_predicted_class_with_keys_of_the_whole_split():
+  """Ins/Del of `make_evaluator` against a NumPy reference: example `i` explained with
+  `split(key, N)[i]` whatever the batch size (the last batch padded), units ranked by φ, the
+  target's softmax probability on inputs with the top `k` features kept (insertion) or set to
+  the baseline (deletion); "mean" over `0 < k ≤ U/2`, trapezoid over `[0, 1]`."""
+  from experiments.common import evaluation
+  model = training.Model(*functional(_module()))
+  baseline = np.full(5, 0.25, np.float32)
+  explainer = methods.make_explainer("lime", {"n_samples": 16}, baseline=baseline)
+  split, key = Split(_TRAIN.x[:3], _TRAIN.y[:3]), jax.random.key(3)
+  ev = evaluation.make_evaluator(model, explainer, n_steps=5, batch_size=2).evaluate(
+      model.params, split, key)
+  predictor = model.predictor()
+  prob = lambda xb: np.asarray(jax.nn.softmax(predictor(jnp.asarray(xb)), -1), np.float64)
+  for i, k_i in enumerate(jax.random.split(key, 3)):
+    x = split.x[i]
+    t = int(prob(x[None])[0].argmax())
+    top = np.argsort(-np.asarray(explainer(predictor, x, t, k_i)), kind="stable")
+    keep = np.zeros((6, 5), bool)
+    for k in range(6):
+      keep[k, top[:k]] = True
+    ins = prob(np.where(keep, x, baseline))[:, t]
+    dele = prob(np.where(keep, baseline, x))[:, t]
+    assert ev.per_example["pred"][i] == t
+    np.testing.assert_allclose(ev.per_example["ins"][i], ins[1:3].mean(), **F32)
+    np.testing.assert_allclose(ev.per_example["del"][i], dele[1:3].mean(), **F32)
+    np.testing.assert_allclose(ev.per_example["ins_trapezoid"][i],
+                               np.trapezoid(ins, np.arange(6) / 5), **F32)
+  np.testing.assert_allclose(ev.fractions, np.arange(6) / 5, **F32)
+  np.testing.assert_allclose(ev.summary["accuracy"], np.mean(ev.per_example["pred"] == split.y),
+                             **F32)
+
+
+def test_evaluator_explains_pixel_units_of_images_as_maps():
+  from experiments.common import evaluation
+  model = training.Model(*functional(SmallCNN(1, 3, width=2, rngs=nnx.Rngs(0))))
+  gradcam = methods.make_explainer("gradcam", {}, baseline=0.0, image_shape=(8, 8, 1))
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (2, 8, 8, 1)))
+  pred, phi = evaluation.make_evaluator(model, gradcam, batch_size=2).explain(
+      model.params, x, jax.random.key(1))
+  assert phi.shape == (2, 8, 8)
+  for i in range(2):
+    want = np.asarray(grad_cam(model.predictor(), jnp.asarray(x[i]), int(pred[i])))
+    np.testing.assert_allclose(phi[i], want, rtol=1e-5, atol=1e-7)
