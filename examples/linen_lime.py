@@ -2,7 +2,8 @@
 
 Linen modules are applied with their variables: `ij.adapters.linen_predictor(module, variables,
 features="features", head="head")` gives the library's `Predictor` (Linen convolutions are NHWC,
-the library's convention). The units and baseline are stated once, on the explainer.
+the library's convention). The units and baseline are stated once, on the explainer, and
+`ij.explain`, `ij.InsertionDeletion` and `ij.IdExpo` (Yoshikawa & Iwata, AISTATS 2024) read them.
 
     python examples/linen_lime.py
 """
@@ -44,7 +45,8 @@ def load(n=64):
 
 def main(steps: int = 3):
   x, y = load()
-  lime = ij.Lime(segments=ij.grid_segments(8, 8, 2), baseline=0.0, n_samples=64)  # stated once
+  # The units (16 cells of 2×2 pixels) and the baseline, stated once on the explainer.
+  lime = ij.Lime(segments=ij.grid_segments(8, 8, 2), baseline=0.0, n_samples=64)
   module = CNN()
   params = module.init(jax.random.key(0), x[:1])["params"]
 
@@ -52,19 +54,23 @@ def main(steps: int = 3):
     return ij.adapters.linen_predictor(module, {"params": params}, features="features",
                                        head="head")
 
-  phi = ij.explain(lime, predictor_of(params), x[:8], jax.random.key(0), targets="all")
-  pred = predictor_of(params)(x[:8]).argmax(-1)  # the predicted class
-  pred_phi = phi[jnp.arange(8), pred]
-  scores = ij.InsertionDeletion(lime)(predictor_of(params), x[:8], pred_phi, pred)
+  # 1. Explain a batch for every class: (B, K, d) in one jitted call.
+  model = predictor_of(params)
+  phi = ij.explain(lime, model, x[:8], jax.random.key(0), targets="all")
+
+  # 2. Insertion/deletion of the explanations of the predicted class (the ID-ExpO protocol).
+  pred = model(x[:8]).argmax(-1)
+  scores = ij.InsertionDeletion(lime)(model, x[:8], phi[jnp.arange(8), pred], pred)
   print(f"Linen: φ {phi.shape}, Ins {float(scores.insertion_mean):.3f}, "
         f"Del {float(scores.deletion_mean):.3f}")
 
+  # 3. Fine-tune with cross-entropy + ID-ExpO on the same explainer (and so the same units).
+  penalty = ij.IdExpo(lime, n_steps=4)
+
   def loss_fn(params, batch, key):
-    xb, yb = batch
-    predictor = predictor_of(params)
-    ce = optax.softmax_cross_entropy_with_integer_labels(predictor(xb), yb).mean()
-    pen, aux = ij.IdExpo(lime, n_steps=4)(predictor, xb, yb, key)
-    return ce + 0.1 * pen + 1e-4 * aux["attribution_sq"], {"ce": ce, **aux}
+    pen, aux = penalty(predictor_of(params), *batch, key)
+    # `clean_ce`: the batch's cross-entropy, from the clean inputs the penalty evaluates anyway.
+    return aux["clean_ce"] + 0.1 * pen + 1e-4 * aux["attribution_sq"], aux
 
   optimizer = optax.sgd(1e-2, momentum=0.9)
   train_step = ij.make_train_step(loss_fn, optimizer)

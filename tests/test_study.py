@@ -160,21 +160,22 @@ def test_ce_from_penalty_is_the_same_step_with_one_model_pass_fewer():
   import optax
   from flax import nnx
 
-  from experiments.common import methods
+  from experiments.common import methods, training
   from idexpo_jax.models import SmallCNN, functional, predictor_fn
   from idexpo_jax.training.train import init_train_state
   from tolerances import F32, f32
   graphdef, params, rest = functional(SmallCNN(1, 3, width=2, rngs=nnx.Rngs(0)))
   x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
   y = jnp.asarray([0, 1, 2, 1], jnp.int32)
-  batch = study.Batch(x, y, jnp.asarray(0.5), rest)
+  batch = training.Batch(x, y, jnp.asarray(0.5), rest)
+  model = training.Model(graphdef, params, rest)
   explainer = methods.make_explainer("gradcam", {}, baseline=0.0, image_shape=(8, 8, 1))
   runs, convs = [], []
   for shared in (False, True):
     cfg = ml_collections.ConfigDict(dict(optimizer="sgd", lr=0.1, n_steps=8, fraction=0.5,
                                          temperature=1.0, lam2=1e-3, ce_from_penalty=shared))
-    step = study.make_finetune_step("idexpo", graphdef, cfg, explainer=explainer, baseline=0.0)
-    state = init_train_state(jax.tree.map(jnp.copy, params), study.make_optimizer(cfg))
+    step = study.make_finetune_step("idexpo", model, cfg, explainer=explainer)
+    state = init_train_state(jax.tree.map(jnp.copy, params), training.make_optimizer(cfg))
     convs.append(str(step.trace(state, batch, jax.random.key(1)).jaxpr).count("conv_general"))
     runs.append(step(state, batch, jax.random.key(1)))
   (old, old_m), (new, new_m) = runs

@@ -1,15 +1,18 @@
 """Evaluation: test accuracy and hard insertion/deletion of an explainer's explanations.
 
-Protocol (SPEC §1, §3; Yoshikawa & Iwata, AISTATS 2024): the target is the class predicted at the
-clean input, and the same explainer (with the same target) explains and is scored. Units are
-sorted by attribution and `step = U // n_steps` units are inserted/deleted per point (the
-reference's 64 px on 32×32 images is `n_steps = 16`), scored by the softmax probability of the
-target. One full curve (`k = 0, step, …, U`) per example gives both conventions:
+Protocol (Yoshikawa & Iwata, AISTATS 2024): the target is the class predicted at the clean input,
+and the same explainer (with the same target) explains and is scored. Units are sorted by
+attribution and `step = U // n_steps` units are inserted/deleted per point (the reference's 64 px
+on 32×32 images is `n_steps = 16`), scored by the softmax probability of the target
+(`ij.InsertionDeletion`). One full curve (`k = 0, step, …, U`) per example gives both conventions:
 
 * `ins`, `del`: the ID-ExpO convention, the mean of the points `0 < k ≤ fraction·U` (`k = 0`
   excluded; `fraction = 0.5`);
-* `ins_trapezoid`, `del_trapezoid`: the RISE convention, the trapezoid rule over the whole curve
-  on the perturbed fraction `[0, 1]`, both ends included.
+* `ins_trapezoid`, `del_trapezoid`: the RISE convention (Petsiuk, Das & Saenko, BMVC 2018), the
+  trapezoid rule over the whole curve on the perturbed fraction `[0, 1]`, both ends included.
+
+Keys: example `i` of a split is explained with `jax.random.split(key, N)[i]`, `N` the size of the
+split, so the numbers do not depend on the evaluation batch size.
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common.methods import Explainer
-from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc
-from idexpo_jax.core.masking import num_units
+import idexpo_jax as ij
+from idexpo_jax.metrics.curves import curve_auc
 
 SCORES = ("ins", "del", "ins_trapezoid", "del_trapezoid")
 
@@ -51,32 +53,33 @@ class Evaluator(NamedTuple):
   explain: Callable
 
 
-def make_evaluator(model, explainer: Explainer, *, baseline, n_steps: int = 16,
-                   fraction: float = 0.5, batch_size: int = 128) -> Evaluator:
+def pixel_maps(explainer: ij.Explainer, xb, phi):
+  """Explanations of pixel units of images `(B, H, W, C)` as maps `(B, H, W)`; others as given."""
+  if explainer.segments is None and np.ndim(xb) == 4:
+    return phi.reshape(phi.shape[0], *np.shape(xb)[1:3])
+  return phi
+
+
+def make_evaluator(model, explainer: ij.Explainer, *, n_steps: int = 16, fraction: float = 0.5,
+                   batch_size: int = 128) -> Evaluator:
   """Builds the jitted evaluation of `model` (a `training.Model`) for one explainer.
 
   Args:
     model: the split model; `evaluate`/`explain` take its parameters.
-    explainer: the bound explainer, used both to explain and (through its units) to score.
-    baseline: the value of removed units.
+    explainer: the explainer object; it explains, and its units and baseline are scored.
     n_steps: points of the curve per full range (`step = U // n_steps` units).
     fraction: the range of the ID-ExpO "mean" convention.
     batch_size: examples per compiled call (the last batch is padded, so one compilation).
   """
-
-  def explain_batch(params, xb, keys):
-    predictor = model.predictor(params)
-    pred = predictor(xb).argmax(-1)
-    phi = jax.vmap(lambda x, t, k: explainer.fn(predictor, x, t, k))(xb, pred, keys)
-    return pred, phi
+  curves = ij.InsertionDeletion(explainer, n_steps=n_steps, fraction=1.0).curves
 
   @jax.jit
   def eval_batch(params, xb, keys):
-    pred, phi = explain_batch(params, xb, keys)
-    n_units = num_units(xb.shape[1:], explainer.segments)
-    fr, ins_c, del_c = batch_insertion_deletion(
-        model.predictor(params), xb, phi, pred, baseline=baseline, segments=explainer.segments,
-        step=max(n_units // n_steps, 1), fraction=1.0)
+    predictor = model.predictor(params)
+    pred = predictor(xb).argmax(-1)
+    # The keys of these examples in the whole split (module docstring), hence no `ij.explain`.
+    phi = jax.vmap(lambda x, t, k: explainer(predictor, x, t, k))(xb, pred, keys)
+    fr, ins_c, del_c = curves(predictor, xb, phi, pred)
     return pred, fr, ins_c, del_c
 
   def evaluate(params, split, key) -> Evaluation:
@@ -106,10 +109,15 @@ def make_evaluator(model, explainer: Explainer, *, baseline, n_steps: int = 16,
                **{name: float(per[name].mean()) for name in SCORES}}
     return Evaluation(summary, per, fractions, ins_c, del_c)
 
-  jit_explain = jax.jit(explain_batch)
+  predict = jax.jit(lambda params, xb: model.predictor(params)(xb).argmax(-1))
 
   def explain(params, xb, key):
-    return jax.device_get(jit_explain(params, jnp.asarray(xb), jax.random.split(key, len(xb))))
+    """`(pred, φ)` of a batch, example `i` with key `split(key, B)[i]` (`ij.explain`); pixel
+    units of images as maps `(B, H, W)`."""
+    xb = jnp.asarray(xb)
+    pred = predict(params, xb)
+    phi = ij.explain(explainer, model.predictor(params), xb, key, targets=pred)
+    return jax.device_get((pred, pixel_maps(explainer, xb, phi)))
 
   return Evaluator(evaluate, explain)
 
@@ -120,7 +128,8 @@ def limit_split(split, n: int):
 
 
 def selection_score(summary: dict, *, eta: float = 2.0, accuracy_floor: float = 0.0) -> float:
-  """SPEC §7 model selection `η·Acc + Ins + (1 − Del)`; `-inf` below the accuracy floor."""
+  """Model selection `η·Acc + Ins + (1 − Del)` (Yoshikawa & Iwata, AISTATS 2024); `-inf` below
+  the accuracy floor."""
   if summary["accuracy"] < accuracy_floor:
     return float("-inf")
   return eta * summary["accuracy"] + summary["ins"] + 1.0 - summary["del"]

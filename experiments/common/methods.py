@@ -1,42 +1,35 @@
-"""The method registry shared by the experiments: explainers and fine-tuning losses by name.
+"""The explainers and fine-tuning methods of the experiments, by name.
 
-An *explainer factory* `factory(cfg, *, baseline, segments_of) -> Explainer` builds an
-`Explainer(fn, segments)` where `fn(predictor, x, target, key) -> φ` (one score per unit, the
-interface of `idexpo_penalty`) and `segments` is the unit map it scores (`None`: pixels, or
-tabular features). `segments_of(cell)` returns a `grid_segments` map of the experiment's images
-(or `None` for tabular data), so segment-based explainers pick their own cell size from `cfg`.
+An explainer of a driver config is the library's object: the config's name picks the class of
+`EXPLAINERS` (`gradcam` → `ij.GradCam`, Selvaraju et al., ICCV 2017; `lime` → `ij.Lime`,
+Ribeiro et al., KDD 2016; `kernel_shap` → `ij.KernelShap`, Lundberg & Lee, NeurIPS 2017) and
+every other entry of the config is a field of that object (`n_samples`, `distance`, `upsample`,
+...), except the driver-level entries of `DRIVER_OPTIONS`:
 
-A *method* names a fine-tuning objective: `Method(explainer=None)` is cross-entropy only;
+* `cell`: the units are grid cells of `cell × cell` pixels on images (`ij.grid_segments`). LIME
+  and KernelSHAP default to `cell = 1` (pixels as segments); Grad-CAM without `cell` scores
+  pixels, with it the sum of its pixel map over each cell. Tabular inputs: the features.
+* `train_samples`, `eval_samples`: `n_samples` of the explainer inside the train step and of the
+  evaluated one (`make_train_eval_explainers`).
+* `name`: the explainer's name, where a config carries it.
+
+A method names a fine-tuning objective: `Method(explainer=None)` is cross-entropy only;
 `Method(explainer="gradcam")` is ID-ExpO with that explainer,
-`CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` (Yoshikawa & Iwata, AISTATS 2024).
+`CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` (Yoshikawa & Iwata, AISTATS 2024). Other modules extend
+both tables, e.g.::
 
-Registered here: explainers `gradcam` (pixels, or grid cells with `cfg.cell`), `lime` and `kernel_shap` (`segment_explainer`s:
-grid cells of `cfg.cell` pixels on images, the features on tabular data) and methods `ce`,
-`idexpo_gradcam`, `idexpo_lime`, `idexpo_kernelshap`. Other modules extend the registry without
-editing these tables, e.g.::
-
-  register_explainer("my_lime", segment_explainer(lime, "n_samples", "kernel_width"))
-  register_method("idexpo_my_lime", Method(explainer="my_lime"))
+  register_explainer("smoothgrad", ij.SmoothGrad)
+  register_method("idexpo_smoothgrad", Method(explainer="smoothgrad"))
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
-import numpy as np
+import idexpo_jax as ij
 
-from idexpo_jax.explainers.grad_cam import grad_cam
-from idexpo_jax.explainers.kernel_shap import kernel_shap
-from idexpo_jax.explainers.lime import lime
-from idexpo_jax.core.masking import unit_sum
-
-
-class Explainer(NamedTuple):
-  """An explainer bound to its options: `fn(predictor, x, target, key) -> φ` over `segments`."""
-
-  fn: Callable
-  segments: Optional[np.ndarray] = None
+#: Config entries read by the drivers, not fields of the explainer object.
+DRIVER_OPTIONS = ("name", "cell", "train_samples", "eval_samples")
 
 
 class Method(NamedTuple):
@@ -45,58 +38,18 @@ class Method(NamedTuple):
   explainer: Optional[str] = None
 
 
-def gradcam_explainer(cfg, *, baseline, segments_of) -> Explainer:
-  """Grad-CAM (`cfg.upsample`, `cfg.second_order`); the baseline is not used.
-
-  Units are pixels, or with `cfg.cell` set, grid cells of `cell × cell` pixels scored by the sum
-  of the (upsampled) map over the cell.
-  """
-  del baseline
-  explain = functools.partial(grad_cam, upsample=cfg.get("upsample", "nearest"),
-                              second_order=cfg.get("second_order", True))
-  if cfg.get("cell", None) is None:
-    return Explainer(explain)
-  segments = segments_of(cfg["cell"])
-  n_units = int(segments.max()) + 1
-
-  def cells(predictor, x, target, key=None):
-    return unit_sum(explain(predictor, x, target, key), segments=segments, n_units=n_units)
-
-  return Explainer(cells, segments)
-
-
-def segment_explainer(explain: Callable, *option_names: str) -> Callable:
-  """Factory for an explainer `explain(logits_fn, x, target, key, *, segments, baseline, ...)`.
-
-  The units are `segments_of(cfg.cell)` (grid cells of `cfg.cell` pixels on images; features on
-  tabular data when `segments_of` gives `None`), and every name in `option_names` present in
-  `cfg` is passed on as a keyword (e.g. `n_samples`).
-  """
-
-  def factory(cfg, *, baseline, segments_of) -> Explainer:
-    segments = segments_of(cfg.get("cell", 1))
-    options = {name: cfg[name] for name in option_names if name in cfg}
-    return Explainer(functools.partial(explain, segments=segments, baseline=baseline, **options),
-                     segments)
-
-  return factory
-
-
-LIME_OPTIONS = ("n_samples", "kernel_width", "distance", "ridge", "chunk_size")
-KERNEL_SHAP_OPTIONS = ("n_samples", "paired", "output", "chunk_size")
-
-EXPLAINERS: dict[str, Callable] = {
-    "gradcam": gradcam_explainer,
-    "lime": segment_explainer(lime, *LIME_OPTIONS),
-    "kernel_shap": segment_explainer(kernel_shap, *KERNEL_SHAP_OPTIONS)}
+EXPLAINERS: dict[str, type] = {"gradcam": ij.GradCam, "lime": ij.Lime,
+                               "kernel_shap": ij.KernelShap}
 METHODS: dict[str, Method] = {
     "ce": Method(), "idexpo_gradcam": Method(explainer="gradcam"),
     "idexpo_lime": Method(explainer="lime"), "idexpo_kernelshap": Method(explainer="kernel_shap")}
 
 
-def register_explainer(name: str, factory: Callable) -> None:
-  """Adds (or replaces) an explainer factory under `name`."""
-  EXPLAINERS[name] = factory
+def register_explainer(name: str, cls: type) -> None:
+  """Adds (or replaces) an explainer class (a subclass of `ij.Explainer`) under `name`."""
+  if not (isinstance(cls, type) and issubclass(cls, ij.Explainer)):
+    raise TypeError(f"`cls` must be a subclass of `idexpo_jax.Explainer`; got {cls!r}.")
+  EXPLAINERS[name] = cls
 
 
 def register_method(name: str, method: Method) -> None:
@@ -114,40 +67,43 @@ def get_method(name: str) -> Method:
   return METHODS[name]
 
 
-def make_explainer(name: str, cfg, *, baseline, image_shape=None) -> Explainer:
-  """Builds the registered explainer `name` with options `cfg` (a ConfigDict or dict).
+def make_explainer(name: str, cfg, *, baseline, image_shape=None) -> ij.Explainer:
+  """The explainer object `EXPLAINERS[name]` with the options of `cfg` (a ConfigDict or dict).
 
   Args:
     name: a key of `EXPLAINERS`.
-    cfg: the explainer's options.
+    cfg: the explainer's fields, plus the driver entries of `DRIVER_OPTIONS`.
     baseline: the value of removed units, broadcastable to one example.
     image_shape: `(H, W, C)` of image inputs (grid segments are built for it), or `None` for
       tabular inputs (units are the features).
   """
-  from idexpo_jax.core.masking import grid_segments
   if name not in EXPLAINERS:
     raise ValueError(f"Unknown explainer {name!r}; registered: {sorted(EXPLAINERS)}.")
-
-  def segments_of(cell: int):
-    if image_shape is None:
-      return None
-    return grid_segments(image_shape[0], image_shape[1], cell)
-
-  return EXPLAINERS[name](cfg, baseline=baseline, segments_of=segments_of)
+  cls = EXPLAINERS[name]
+  options = {k: v for k, v in cfg.items() if k not in DRIVER_OPTIONS}
+  cell = cfg.get("cell", None if cls is ij.GradCam else 1)
+  segments = None
+  if image_shape is not None and cell is not None:
+    segments = ij.grid_segments(image_shape[0], image_shape[1], cell)
+  try:
+    return cls(segments=segments, baseline=baseline, **options)
+  except TypeError as e:  # an option that is no field of the class
+    raise ValueError(f"explainer {name!r}: options {sorted(options)} are not all fields of "
+                     f"{cls.__name__} ({e}).") from e
 
 
 def make_train_eval_explainers(name: str, cfg, *, baseline, image_shape=None
-                               ) -> tuple[Explainer, Explainer]:
+                               ) -> tuple[ij.Explainer, ij.Explainer]:
   """`(train, eval)` explainers of `make_explainer(name, ...)` with different sample budgets.
 
   Explainers inside the train step may use fewer samples than the evaluated ones: the optional
-  `cfg.train_samples` and `cfg.eval_samples` become `n_samples` of each (both are dropped from the
-  options; explainers without samples, e.g. Grad-CAM, give the same explainer twice).
+  `cfg.train_samples` and `cfg.eval_samples` become `n_samples` of each (explainers without
+  samples, e.g. Grad-CAM, give the same explainer twice).
   """
-  options = {k: v for k, v in cfg.items() if k not in ("train_samples", "eval_samples")}
 
   def build(n_samples):
     extra = {} if n_samples is None else {"n_samples": n_samples}
-    return make_explainer(name, {**options, **extra}, baseline=baseline, image_shape=image_shape)
+    return make_explainer(name, {**dict(cfg.items()), **extra}, baseline=baseline,
+                          image_shape=image_shape)
 
   return build(cfg.get("train_samples", None)), build(cfg.get("eval_samples", None))

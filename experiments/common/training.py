@@ -1,12 +1,12 @@
 """Model building, cross-entropy pre-training and fine-tuning with a composable loss.
 
 Every step is the library's jitted functional step (`models.functional` once, then
-`train.make_train_step`), driven by `loop.fit` with a deterministic `epoch_batch_fn`.
+`ij.make_train_step`), driven by `ij.fit` with a deterministic `ij.epoch_batch_fn`.
 
-Fine-tuning loss of a method with an explainer (ID-ExpO; Yoshikawa & Iwata, AISTATS 2024):
-`CE + λ·mean_n(cIns_n + cDel_n) + λ₂·mean(φ²)`, with the true label as the target (SPEC §1);
-cross-entropy only for `Method(explainer=None)`. Models fine-tune in `eval()` mode, so perturbed
-forward passes never update BatchNorm statistics (SPEC §7).
+Fine-tuning loss (`make_loss`): cross-entropy, plus `λ·penalty` for a regulariser. ID-ExpO
+(Yoshikawa & Iwata, AISTATS 2024) is `ij.IdExpo` built once from the config (`idexpo_penalty`):
+`CE + λ·mean_n(cIns_n + cDel_n) + λ₂·mean(φ²)`, with the true label as the target. Models
+fine-tune in `eval()` mode, so perturbed forward passes never update BatchNorm statistics.
 
 Checkpoints (off by default): with `cfg.checkpoint_dir` set in a pre-training or fine-tuning
 config, the run saves its `TrainState` under `<checkpoint_dir>/<name>` every
@@ -19,7 +19,7 @@ fine-tuning.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +27,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from experiments.common.methods import Explainer, Method
-from idexpo_jax.regularisers.idexpo import IdExpo
-from idexpo_jax.training.loop import epoch_batch_fn, fit
+import idexpo_jax as ij
 from idexpo_jax.models import MLP, ResNet18, SmallCNN, functional, logits_with_state, predictor_fn
-from idexpo_jax.training.train import init_train_state, make_train_step
+from idexpo_jax.training import epoch_batch_fn, fit, init_train_state, make_train_step
 
 
 class Model(NamedTuple):
@@ -84,36 +82,78 @@ def _ce_terms(logits, labels):
   return ce, {"ce": ce, "acc": acc}
 
 
-def make_loss(method: Method, model: Model, cfg, *, explainer: Optional[Explainer] = None,
-              baseline=None):
-  """`loss_fn(params, batch, key) -> (loss, aux)` of a fine-tuning method.
+def idexpo_penalty(cfg, explainer: ij.Explainer) -> ij.IdExpo:
+  """The ID-ExpO penalty of a fine-tuning config: `ij.IdExpo` of `explainer` with the soft-curve
+  options `n_steps`, `fraction`, `temperature`, `deletion`, `log_softmax` and `chunk_size`
+  (the last three optional) of `cfg`."""
+  return ij.IdExpo(explainer, n_steps=cfg.n_steps, fraction=cfg.fraction,
+                   temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"),
+                   log_softmax=cfg.get("log_softmax", True),
+                   chunk_size=cfg.get("chunk_size", None))
+
+
+class Batch(NamedTuple):
+  """A fine-tuning batch that carries the penalty weight `lam` and the model's non-trainable
+  state `rest` as traced inputs, so one compiled step serves every weight and every model of the
+  same architecture (batches without them, e.g. `Split`s, use `cfg.lam` and `model.rest`)."""
+
+  x: jax.Array
+  y: jax.Array
+  lam: jax.Array
+  rest: object
+
+
+def make_loss(model: Model, cfg, *, penalty: Optional[Callable] = None,
+              penalty_batch: Optional[int] = None):
+  """`loss_fn(params, batch, key) -> (loss, aux)`: `CE + λ·penalty (+ λ₂·mean(φ²))`.
+
+  The loss is cross-entropy only without a penalty; with `penalty` an `ij.IdExpo` it is ID-ExpO's
+  `CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` (Yoshikawa & Iwata, AISTATS 2024), the true labels as
+  targets; any other `penalty(predictor, xb, yb, key) -> (value, aux)` adds `λ·value`. `λ` is
+  `batch.lam` for a `Batch`, else `cfg.lam`.
 
   Args:
-    method: the registered method; `explainer=None` gives cross-entropy only.
-    model: the split model (its `graphdef` and `rest` stay fixed).
-    cfg: `lam` (λ), `lam2` (λ₂), the soft-curve options `n_steps`, `fraction`,
-      `temperature`, `deletion`, `log_softmax`, `chunk_size` (see `soft_insertion_deletion`) and
-      `penalty_batch`: the ID-ExpO terms see the first `penalty_batch` examples of the batch
-      (0 or unset: all of them; cross-entropy always sees the whole batch), a cheaper penalty for
-      sampling explainers (LIME, KernelSHAP evaluate the model on every perturbed input).
-    explainer: the bound explainer (required when `method.explainer` is set).
-    baseline: the value of removed units.
+    model: the split model (its `graphdef` stays fixed; `rest` too unless the batch carries it).
+    cfg: `lam` (λ, unless the batch carries it), `lam2` (λ₂, for ID-ExpO) and `ce_from_penalty`
+      (default False): take CE and accuracy from the clean inputs ID-ExpO evaluates anyway
+      (`aux["clean_ce"]`, `aux["clean_acc"]`), the same loss up to float32 rounding with one
+      forward and backward pass of the model fewer (the penalty must see the whole batch).
+    penalty: the regulariser, or None.
+    penalty_batch: the penalty sees the first `penalty_batch` examples of the batch (None or 0:
+      `cfg.penalty_batch`, and all of them when that is unset or 0; CE always sees the whole
+      batch): a cheaper penalty for sampling explainers (LIME, KernelSHAP evaluate the model on
+      every perturbed input).
   """
-  if method.explainer is not None and explainer is None:
-    raise ValueError(f"`explainer` is required for the method with explainer "
-                     f"{method.explainer!r}.")
+  n = penalty_batch or cfg.get("penalty_batch", 0) or None
+  is_idexpo = isinstance(penalty, ij.IdExpo)
+  shared_ce = is_idexpo and bool(cfg.get("ce_from_penalty", False))
+  if shared_ce and n is not None:
+    raise ValueError("`ce_from_penalty` needs the penalty on the whole batch; unset "
+                     "`penalty_batch`.")
 
   def loss_fn(params, batch, key):
-    predictor = model.predictor(params)
-    ce, aux = _ce_terms(predictor(batch.x), batch.y)
-    if method.explainer is None:
+    predictor = predictor_fn(model.graphdef, params, getattr(batch, "rest", model.rest))
+    if not shared_ce:
+      ce, aux = _ce_terms(predictor(batch.x), batch.y)
+    if penalty is None:
       return ce, aux
-    n = cfg.get("penalty_batch", 0) or None
-    penalty, paux = IdExpo(explainer.fn, baseline=baseline, segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction, temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"), log_softmax=cfg.get("log_softmax", True), chunk_size=cfg.get("chunk_size", None))(predictor, batch.x[:n], batch.y[:n], key)
-    loss = ce + cfg.lam * penalty + cfg.lam2 * paux["attribution_sq"]
-    return loss, {**aux, "penalty": penalty, **paux}
+    lam = batch.lam if isinstance(batch, Batch) else cfg.lam
+    value, paux = penalty(predictor, batch.x[:n], batch.y[:n], key)
+    if shared_ce:
+      ce, aux = paux["clean_ce"], {"ce": paux["clean_ce"], "acc": paux["clean_acc"]}
+    loss = ce + lam * value
+    if is_idexpo:
+      loss = loss + cfg.lam2 * paux["attribution_sq"]
+    return loss, {**aux, "penalty": value, **paux}
 
   return loss_fn
+
+
+def make_finetune_step(model: Model, cfg, *, penalty=None, penalty_batch=None):
+  """The jitted train step (`make_train_step`) of `make_loss(model, cfg, ...)` with
+  `make_optimizer(cfg)`."""
+  return make_train_step(make_loss(model, cfg, penalty=penalty, penalty_batch=penalty_batch),
+                         make_optimizer(cfg))
 
 
 def checkpoint_options(cfg, name: Optional[str]) -> dict:
@@ -178,18 +218,20 @@ def pretrain(module: nnx.Module, train_split, cfg, *, key, progress: bool = True
   return Model(*functional(trained)), history
 
 
-def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=None,
-             baseline=None, eval_fn=None, progress: bool = True, desc: Optional[str] = None,
+def finetune(model: Model, train_split, cfg, *, key, penalty=None, step=None, lam=None,
+             eval_fn=None, progress: bool = True, desc: Optional[str] = None,
              checkpoint_name: Optional[str] = None):
-  """Fine-tunes `model.params` with `make_loss(method, ...)` from step 0 with a fresh optimizer.
+  """Fine-tunes `model.params` from step 0 with a fresh optimizer.
 
   Args:
-    method: the registered method.
     model: the pre-trained model (its parameters are copied, never donated).
     train_split: the training `Split`.
     cfg: `steps`, `batch_size`, `seed`, optimizer options and the loss options of `make_loss`.
-    key: PRNG key of the loop (explainer keys are folded from it per step).
-    explainer, baseline: see `make_loss`.
+    key: PRNG key of the loop (penalty keys are folded from it per step).
+    penalty: the regulariser of `make_loss` (None: cross-entropy only).
+    step: a step of `make_finetune_step` to reuse (built from `cfg` and `penalty` when None).
+    lam: the weight λ as a traced input: batches are `Batch(x, y, lam, model.rest)`, so `step`
+      serves every weight and model (None: `Split` batches and `cfg.lam`).
     eval_fn: optional `eval_fn(state) -> dict` every `cfg.eval_every` steps (see `loop.fit`).
     progress, desc: the tqdm bar.
     checkpoint_name: this run's sub-directory of `cfg.checkpoint_dir` (required when it is set).
@@ -198,10 +240,14 @@ def finetune(method: Method, model: Model, train_split, cfg, *, key, explainer=N
     `(model, history)` with the fine-tuned parameters.
   """
   tx = make_optimizer(cfg)
-  step = make_train_step(make_loss(method, model, cfg, explainer=explainer, baseline=baseline), tx)
+  if step is None:
+    step = make_train_step(make_loss(model, cfg, penalty=penalty), tx)
+  batch_fn = epoch_batch_fn(train_split, cfg.batch_size, seed=cfg.seed)
+  if lam is not None:
+    lam_arr, split_batches = jnp.asarray(lam, jnp.float32), batch_fn
+    batch_fn = lambda t: Batch(*split_batches(t), lam_arr, model.rest)
   params = jax.tree.map(jnp.copy, model.params)
-  state, history = fit(step, init_train_state(params, tx), epoch_batch_fn(
-      train_split, cfg.batch_size, seed=cfg.seed), num_steps=cfg.steps, key=key,
-                       eval_fn=eval_fn, eval_every=cfg.get("eval_every", 0), progress=progress,
-                       desc=desc, **checkpoint_options(cfg, checkpoint_name))
+  state, history = fit(step, init_train_state(params, tx), batch_fn, num_steps=cfg.steps,
+                       key=key, eval_fn=eval_fn, eval_every=cfg.get("eval_every", 0),
+                       progress=progress, desc=desc, **checkpoint_options(cfg, checkpoint_name))
   return model._replace(params=state.params), history

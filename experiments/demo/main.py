@@ -104,18 +104,19 @@ def finetune_all(cfg, data, pretrained, method_names, train_explainers, key, *, 
   `(models, train_final)` keyed by method name."""
   models, train_final = {}, {}
   for name in method_names:
-    method = methods.get_method(name)
+    method, ft = methods.get_method(name), finetune_config(cfg, name)
+    penalty = (None if method.explainer is None
+               else training.idexpo_penalty(ft, train_explainers[method.explainer]))
     with timed(timing, f"finetune_{name}"):
       models[name], history = training.finetune(
-          method, pretrained, data.train, finetune_config(cfg, name), key=key,
-          explainer=train_explainers.get(method.explainer), baseline=data.mean,
-          desc=f"finetune {name}", progress=progress, checkpoint_name=name)
+          pretrained, data.train, ft, key=key, penalty=penalty, desc=f"finetune {name}",
+          progress=progress, checkpoint_name=name)
     train_final[name] = history[-1] if history else {}
   return models, train_final
 
 
 def build_explainers(cfg, data, names):
-  """`(train, eval)` dicts of bound explainers for every explainer name."""
+  """`(train, eval)` dicts of explainer objects for every explainer name."""
   image_shape = data.train.x.shape[1:]
   pairs = {e: methods.make_train_eval_explainers(e, cfg.explainers[e], baseline=data.mean,
                                                  image_shape=image_shape) for e in names}
@@ -150,10 +151,10 @@ def prepare(cfg, timing: dict, *, progress: bool = True):
   return data, keys, pretrained
 
 
-def make_evaluators(cfg, pretrained, eval_explainers, baseline) -> dict:
+def make_evaluators(cfg, pretrained, eval_explainers) -> dict:
   """One jitted `Evaluator` per explainer, with the evaluation options of `cfg.eval`."""
-  return {e: evaluation.make_evaluator(pretrained, ex, baseline=baseline,
-                                       n_steps=cfg.eval.n_steps, fraction=cfg.eval.fraction,
+  return {e: evaluation.make_evaluator(pretrained, ex, n_steps=cfg.eval.n_steps,
+                                       fraction=cfg.eval.fraction,
                                        batch_size=cfg.eval.batch_size)
           for e, ex in eval_explainers.items()}
 
@@ -171,7 +172,7 @@ def _run(cfg, timing: dict) -> dict:
                                      keys["finetune"], timing=timing)
   models["pretrained"] = pretrained
 
-  evaluators = make_evaluators(cfg, pretrained, eval_explainers, data.mean)
+  evaluators = make_evaluators(cfg, pretrained, eval_explainers)
   results = {split: {} for split in eval_splits}
   for e in explainer_names:
     with timed(timing, f"evaluate_{e}"):

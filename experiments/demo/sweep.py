@@ -5,9 +5,10 @@ batches as `make demo`) and is evaluated on the validation split only, with its 
 explainer (CE variants with every explainer of `eval.explainers`). A variant is a string
 `"<method>[:key=value,...]"`; each key overrides the method's fine-tuning options
 (`finetune` + `per_method`, e.g. `steps`, `lam`, `deletion`, `temperature`, `penalty_batch`) or
-its explainer's options (e.g. `second_order`, `train_samples`). Selection (SPEC §7): per method,
-the largest `η·Acc + Ins + (1 − Del)` among the variants whose validation accuracy is at least
-that of the CE variant with the same number of steps minus `selection.accuracy_drop`.
+its explainer's options (e.g. `second_order`, `train_samples`). Selection (Yoshikawa & Iwata,
+AISTATS 2024): per method, the largest `η·Acc + Ins + (1 − Del)` among the variants whose
+validation accuracy is at least that of the CE variant with the same number of steps minus
+`selection.accuracy_drop`.
 
   python -m experiments.demo.sweep --config=experiments/demo/configs/sweep.py:lime
 
@@ -74,7 +75,7 @@ def run(cfg) -> dict:
   data, keys, pretrained = demo.prepare(cfg, timing, progress=cfg.progress)
   val = evaluation.limit_split(data.val, cfg.eval.max_examples)
   _, eval_explainers = demo.build_explainers(cfg, data, explainer_names)
-  evaluators = demo.make_evaluators(cfg, pretrained, eval_explainers, data.mean)
+  evaluators = demo.make_evaluators(cfg, pretrained, eval_explainers)
   rows = {"pretrained": {"method": "pretrained", "steps": 0, "explainer": e,
                          **evaluators[e].evaluate(pretrained.params, val, keys["eval"]).summary}
           for e in explainer_names[:1]}

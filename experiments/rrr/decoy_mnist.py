@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
+import idexpo_jax as ij
 from idexpo_jax.data.rrr_data import add_decoy, load_decoy_mnist
 from idexpo_jax.models import MLP, functional, predictor_fn
-from idexpo_jax.regularisers.rrr import rrr_penalty
 
-#: Ross et al. (2017), decoy MNIST test accuracies (REFERENCES.md).
+#: Ross, Hughes & Doshi-Velez (IJCAI 2017), decoy MNIST test accuracies.
 PAPER = {"no_penalty": 0.5155, "penalty": 0.9607, "clean": 0.9611,
          "sweep": {"1": 0.84, "10": 0.94, "100": 0.96, "1000": 0.96, "10000": 0.95,
                    "100000": 0.89, "1000000": 0.52}}
@@ -70,7 +70,7 @@ def make_trainer(cfg, graphdef, rest, *, scaling: str):
     xb, yb, ab, wb = batch
     f = predictor_fn(graphdef, params, rest)
     ce = jnp.sum(wb * optax.softmax_cross_entropy_with_integer_labels(f(xb), yb))
-    pen, _ = rrr_penalty(f, xb, ab * wb[:, None, None, None], reduction="sum")
+    pen, _ = ij.rrr_penalty(f, xb, ab * wb[:, None, None, None], reduction="sum")
     l2 = sum(jnp.sum(p ** 2) for p in jax.tree.leaves(params))
     loss = ce + lam * pen + cfg.weight_penalty * l2
     return loss / (jnp.sum(wb) if scaling == "mean" else 1.0)

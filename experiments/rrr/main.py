@@ -25,14 +25,13 @@ from ml_collections import config_flags
 from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
 from experiments.common.training import Model, build_model, make_optimizer
-from idexpo_jax.data.rrr_data import load_decoy_digits, load_toy_color, make_toy_color, toy_color_masks
-from idexpo_jax.data.sklearn_data import Split
-from idexpo_jax.explainers.lime import lime
-from idexpo_jax.training.loop import epoch_batch_fn, fit
+import idexpo_jax as ij
 from idexpo_jax.core.masking import unit_sum
+from idexpo_jax.data.rrr_data import (load_decoy_digits, load_toy_color, make_toy_color,
+                                      toy_color_masks)
+from idexpo_jax.data.sklearn_data import Split
 from idexpo_jax.models import functional
-from idexpo_jax.regularisers.rrr import batch_input_gradients, explanation_mask, find_another_explanation, rrr_penalty
-from idexpo_jax.training.train import init_train_state, make_train_step
+from idexpo_jax.regularisers.rrr import batch_input_gradients, explanation_mask
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/rrr/configs/default.py")
 
@@ -54,10 +53,10 @@ def _train_step(cfg, model, key, penalised):
       ce = optax.softmax_cross_entropy_with_integer_labels(predictor(xb), yb).mean()
       if not penalised:
         return ce, {"ce": ce}
-      pen, aux = rrr_penalty(predictor, xb, ab)
+      pen, aux = ij.rrr_penalty(predictor, xb, ab)
       return ce + lam * pen, {"ce": ce, "rrr": pen, **aux}
 
-    _STEPS[key] = make_train_step(loss_fn, make_optimizer(cfg.optim))
+    _STEPS[key] = ij.make_train_step(loss_fn, make_optimizer(cfg.optim))
   return _STEPS[key]
 
 
@@ -68,7 +67,7 @@ def train(cfg, x, y, annotation, *, lam, num_classes, epochs, seed, desc):
   penalised = lam != 0
   step = _train_step(cfg, model, (cfg.model.name, x.shape[1:], num_classes, penalised), penalised)
   # Batches of example indices from the shared epoch sampler, then (x, y, annotation) rows.
-  index_batches = epoch_batch_fn(Split(np.arange(len(y)), y), cfg.batch_size, seed=seed)
+  index_batches = ij.epoch_batch_fn(Split(np.arange(len(y)), y), cfg.batch_size, seed=seed)
   lam = np.float32(lam)
 
   def batch_fn(t):
@@ -77,7 +76,7 @@ def train(cfg, x, y, annotation, *, lam, num_classes, epochs, seed, desc):
 
   num_steps = epochs * (len(y) // cfg.batch_size)
   tx = make_optimizer(cfg.optim)
-  state, _ = fit(step, init_train_state(model.params, tx), batch_fn, num_steps=num_steps,
+  state, _ = ij.fit(step, ij.init_train_state(model.params, tx), batch_fn, num_steps=num_steps,
                  key=jax.random.key(seed), progress=cfg.progress, desc=desc)
   return model._replace(params=state.params)
 
@@ -90,7 +89,7 @@ def rule_of_thumb(cfg, x, y, annotation, *, num_classes, seed) -> tuple[float, f
   """
   f = Model(*functional(build_model(cfg.model, x.shape[1:], num_classes, seed=seed))).predictor()
   ce = optax.softmax_cross_entropy_with_integer_labels(f(x), y).mean()
-  ratio = float(ce / rrr_penalty(f, x, annotation)[0])
+  ratio = float(ce / ij.rrr_penalty(f, x, annotation)[0])
   return ratio, float(10.0 ** np.round(np.log10(ratio)))
 
 
@@ -214,7 +213,7 @@ def run_toy(cfg):
     trained.append(model)
     return model.predictor()
 
-  fae = find_another_explanation(train_fn, x, y, n_models=c.n_models, cutoff=cfg.cutoff)
+  fae = ij.find_another_explanation(train_fn, x, y, n_models=c.n_models, cutoff=cfg.cutoff)
   out["find_another_explanation"] = []
   for t, pred in enumerate(fae.models):
     row = toy_summary(pred, data, probes, masks, cfg.cutoff)
@@ -242,8 +241,10 @@ def run_lime_vs_gradients(cfg, model, data) -> dict:
     g = jax.grad(lambda v: jax.nn.softmax(logits_fn(v[None])[0])[t])(xi)
     return unit_sum(jnp.abs(g))
 
+  lime = ij.Lime(baseline=baseline, n_samples=c.n_samples)  # pixel units
+
   def lime_one(xi, t, key):
-    return jnp.abs(lime(logits_fn, xi, t, key, baseline=baseline, n_samples=c.n_samples))
+    return jnp.abs(lime(logits_fn, xi, t, key))
 
   keys = jax.random.split(jax.random.key(cfg.seed), c.n_examples)
   grad_b, lime_b = jax.jit(jax.vmap(grad_one)), jax.jit(jax.vmap(lime_one))

@@ -201,7 +201,8 @@ def markdown_table(results: dict, eta=None) -> str:
   """The test table (mean ± std over seeds) of the models selected at `η` (default: main η)."""
   eta = results["main_eta"] if eta is None else eta
   sel = results["selection"][str(float(eta))]
-  cols = [("accuracy", "Acc"), ("ins", "Ins ↑"), ("del", "Del ↓"), ("ins_trapezoid", "Ins (trap) ↑"),
+  cols = [("accuracy", "Acc"), ("ins", "Ins ↑"), ("del", "Del ↓"),
+          ("ins_trapezoid", "Ins (trap) ↑"),
           ("del_trapezoid", "Del (trap) ↓"), ("sensitivity_n", "Sens-n ↑")]
   lines = [f"| method | λ | {' | '.join(c[1] for c in cols)} |",
            "|---|---|" + "---|" * len(cols)]

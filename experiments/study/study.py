@@ -1,11 +1,11 @@
-"""The ID-ExpO study: every fine-tuning method from one cross-entropy checkpoint, chosen on validation.
+"""The ID-ExpO study: every fine-tuning method from one CE checkpoint, chosen on validation.
 
 Protocol (Yoshikawa & Iwata, AISTATS 2024, §5): for each seed a model is pre-trained with
 cross-entropy (CE); from that checkpoint every method fine-tunes for the same number of steps with
 its weight `λ` taken from a small grid:
 
 * `ce`: CE only (no weight);
-* `idexpo`: `CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` with the study's explainer (SPEC §2.7);
+* `idexpo`: `CE + λ·mean(cIns + cDel) + λ₂·mean(φ²)` with the study's explainer;
 * `expo_fidelity`, `expo_stability`: `CE + λ·ExpO term` on the class probabilities (Plumb et al.,
   NeurIPS 2020; images are flattened for these tabular regularisers);
 * `gradient`: `CE + λ·mean_n ‖∂/∂x Σ_k log p_k(x_n)‖²`, the RRR term with the annotation set to
@@ -15,46 +15,28 @@ The weight is a traced input of the train step, so one compilation per method se
 grid and every seed. Model selection uses only the validation split: for each method and each
 `η`, the weight that maximises the seed-mean of `η·Acc + Ins + (1 − Del)` among the weights whose
 seed-mean validation accuracy is at least `floor = CE's validation accuracy − accuracy_drop`
-(SPEC §7). Test numbers are then read off for the selected weight (mean and std over seeds).
+(the paper's §5). Test numbers are then read off for the selected weight (mean and std over seeds).
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.common import methods as registry
+import idexpo_jax as ij
+from experiments.common import methods, training
 from experiments.common.config_check import validate_config
 from experiments.common.evaluation import SCORES, limit_split, make_evaluator, selection_score
-from experiments.common.training import (Model, _ce_terms, build_model, checkpoint_options,
-                                         make_optimizer, pretrain)
-from idexpo_jax.regularisers.expo import expo_fidelity, expo_stability
-from idexpo_jax.regularisers.idexpo import IdExpo
-from idexpo_jax.training.loop import epoch_batch_fn, fit
+from experiments.common.training import Model, build_model, idexpo_penalty, pretrain
 from idexpo_jax.core.masking import num_units
-from idexpo_jax.models import predictor_fn
-from idexpo_jax.regularisers.rrr import rrr_penalty
 from idexpo_jax.metrics.sensitivity import batch_sensitivity_n
-from idexpo_jax.training.train import init_train_state, make_train_step
+from idexpo_jax.models import predictor_fn
 
 METHOD_NAMES = ("ce", "idexpo", "expo_fidelity", "expo_stability", "gradient")
 METRICS = ("accuracy", *SCORES, "sensitivity_n")
-
-
-def register_study_explainers() -> None:
-  """Registers `lime` and `kernel_shap` in the shared registry when no one has yet."""
-  from idexpo_jax.explainers.kernel_shap import kernel_shap
-  from idexpo_jax.explainers.lime import lime
-  if "lime" not in registry.EXPLAINERS:
-    registry.register_explainer("lime", registry.segment_explainer(
-        lime, "n_samples", "kernel_width", "distance", "ridge", "chunk_size"))
-  if "kernel_shap" not in registry.EXPLAINERS:
-    registry.register_explainer("kernel_shap", registry.segment_explainer(
-        kernel_shap, "n_samples", "paired", "output", "chunk_size"))
 
 
 def _flat(logits_fn, shape):
@@ -62,24 +44,19 @@ def _flat(logits_fn, shape):
   return lambda xf: logits_fn(xf.reshape(xf.shape[0], *shape))
 
 
-def make_penalty(name: str, cfg, *, explainer=None, baseline=None) -> Optional[Callable]:
+def make_penalty(name: str, cfg, *, explainer=None) -> Optional[Callable]:
   """`penalty(predictor, xb, yb, key) -> (scalar, aux)` of a study method (`None` for `ce`).
 
   Args:
     name: one of `METHOD_NAMES`.
-    cfg: the fine-tuning options (`n_steps`, `fraction`, `temperature`, `lam2` (λ₂, a fixed
-      weight reported as aux `fixed_term`), `expo_sigma`, `expo_n_neighbors`, `expo_radius`,
-      `expo_output`, `expo_input_scale`).
-    explainer: the bound `Explainer` (for `idexpo`).
-    baseline: the value of removed units (for `idexpo`).
+    cfg: the fine-tuning options (the soft-curve options of `training.idexpo_penalty`,
+      `expo_sigma`, `expo_n_neighbors`, `expo_radius`, `expo_output`, `expo_input_scale`).
+    explainer: the explainer object (for `idexpo`).
   """
   if name == "ce":
     return None
   if name == "idexpo":
-    def penalty(predictor, xb, yb, key):
-      value, aux = IdExpo(explainer.fn, baseline=baseline, segments=explainer.segments, n_steps=cfg.n_steps, fraction=cfg.fraction, temperature=cfg.temperature, deletion=cfg.get("deletion", "ratio"))(predictor, xb, yb, key)
-      return value, {**aux, "fixed_term": cfg.lam2 * aux["attribution_sq"]}
-    return penalty
+    return idexpo_penalty(cfg, explainer)
   if name in ("expo_fidelity", "expo_stability"):
     # ExpO's conventions (`expo_output="logits_mean"`): the logits, squared errors averaged over
     # the K classes; σ and the radius times `expo_input_scale` (the training inputs' mean
@@ -95,92 +72,59 @@ def make_penalty(name: str, cfg, *, explainer=None, baseline=None) -> Optional[C
       xf = xb.reshape(xb.shape[0], -1)
       kw = {"output": "raw" if output == "logits_mean" else "prob"}
       if name == "expo_fidelity":
-        value, aux = expo_fidelity(f, xf, key, n_neighbors=cfg.get("expo_n_neighbors", None),
+        value, aux = ij.expo_fidelity(f, xf, key, n_neighbors=cfg.get("expo_n_neighbors", None),
                                    sigma=cfg.expo_sigma * scale, **kw)
       else:
-        value, aux = expo_stability(f, xf, key, radius=cfg.expo_radius * scale, **kw)
+        value, aux = ij.expo_stability(f, xf, key, radius=cfg.expo_radius * scale, **kw)
       if output == "logits_mean":
         k = predictor(xb[:1]).shape[-1]
         value, aux = value / k, {n: v / k for n, v in aux.items()}
       return value, aux
     return penalty
   if name == "gradient":
-    return lambda predictor, xb, yb, key: rrr_penalty(predictor, xb, 1.0)
+    return lambda predictor, xb, yb, key: ij.rrr_penalty(predictor, xb, 1.0)
   raise ValueError(f"`method` must be one of {METHOD_NAMES}; got {name!r}.")
 
 
-class Batch(NamedTuple):
-  """A fine-tuning batch with the traced weight and the model's non-trainable state."""
-
-  x: jax.Array
-  y: jax.Array
-  lam: jax.Array
-  rest: object
-
-
-def make_finetune_step(name: str, graphdef, cfg, *, explainer=None, baseline=None):
-  """A jitted step `(state, Batch, key)` of `CE + λ·penalty`, compiled once for every λ and seed.
+def make_finetune_step(name: str, model: Model, cfg, *, explainer=None):
+  """The jitted step of `CE + λ·penalty` of a study method (`training.make_loss`), with `λ` and the
+  model's `rest` traced inputs (`training.Batch`): one compilation for every weight and seed.
 
   The ExpO penalties see the first `cfg.expo_reg_batch` examples of the batch (all when unset),
   as ExpO's separate, smaller regulariser batch (16 beside 128 in its reference); the other
-  penalties see the whole batch. With `cfg.ce_from_penalty` (default False) the ID-ExpO step takes
-  the cross-entropy and accuracy from the clean inputs its penalty evaluates anyway
-  (`idexpo_penalty`'s `clean_ce`, `clean_acc`): the same loss up to float32 rounding, with one
-  forward and backward pass of the model fewer to compile and run.
+  penalties see the whole batch. `cfg.ce_from_penalty` (default False) takes the ID-ExpO step's
+  cross-entropy from the clean inputs its penalty evaluates anyway (`training.make_loss`).
   """
-  penalty = make_penalty(name, cfg, explainer=explainer, baseline=baseline)
+  penalty = make_penalty(name, cfg, explainer=explainer)
   reg_batch = cfg.get("expo_reg_batch", None) if name.startswith("expo") else None
-  shared_ce = name == "idexpo" and bool(cfg.get("ce_from_penalty", False))
-
-  def loss_fn(params, batch: Batch, key):
-    predictor = predictor_fn(graphdef, params, batch.rest)
-    if not shared_ce:
-      ce, aux = _ce_terms(predictor(batch.x), batch.y)
-    if penalty is None:
-      return ce, aux
-    xr, yr = batch.x[:reg_batch], batch.y[:reg_batch]
-    value, paux = penalty(predictor, xr, yr, key)
-    if shared_ce:  # the penalty saw the whole batch (`reg_batch` is None for ID-ExpO)
-      ce, aux = paux["clean_ce"], {"ce": paux["clean_ce"], "acc": paux["clean_acc"]}
-    loss = ce + batch.lam * value + paux.get("fixed_term", 0.0)
-    return loss, {**aux, "penalty": value, **paux}
-
-  return make_train_step(loss_fn, make_optimizer(cfg))
+  return training.make_finetune_step(model, cfg, penalty=penalty, penalty_batch=reg_batch)
 
 
 def finetune(step, model: Model, train_split, cfg, lam: float, *, key, desc=None,
              progress=True, checkpoint_name=None) -> Model:
-  """Runs `cfg.steps` steps of `step` from `model.params` (copied) with weight `lam`.
-
-  With `cfg.checkpoint_dir` set, the run checkpoints into its sub-directory `checkpoint_name`
-  and resumes from it (see `experiments.common.training.checkpoint_options`).
-  """
-  tx = make_optimizer(cfg)
-  base = epoch_batch_fn(train_split, cfg.batch_size, seed=cfg.seed)
-  lam_arr = jnp.asarray(lam, jnp.float32)
-  batch_fn = lambda t: Batch(*base(t), lam_arr, model.rest)
-  state = init_train_state(jax.tree.map(jnp.copy, model.params), tx)
-  state, history = fit(step, state, batch_fn, num_steps=cfg.steps, key=key, progress=progress,
-                       desc=desc, **checkpoint_options(cfg, checkpoint_name))
+  """Runs `cfg.steps` steps of `step` from `model.params` (copied) with weight `lam`
+  (`training.finetune`); raises FloatingPointError when the loss diverged."""
+  tuned, history = training.finetune(model, train_split, cfg, key=key, step=step, lam=lam,
+                                     progress=progress, desc=desc,
+                                     checkpoint_name=checkpoint_name)
   if history and not np.isfinite(history[-1]["loss"]):  # empty when resumed at the end
     raise FloatingPointError(f"fine-tuning {desc} diverged (loss {history[-1]['loss']}); lower "
                              f"its weight grid.")
-  return model._replace(params=state.params)
+  return tuned
 
 
-def make_sensitivity(graphdef, explainer, *, baseline, n: int, n_subsets: int,
-                     batch_size: int = 64):
+def make_sensitivity(graphdef, explainer, *, n: int, n_subsets: int, batch_size: int = 64):
   """`sens(model, xb, key) -> (B,)` sensitivity-n of the explainer at the predicted class."""
+  segments, baseline = explainer.segments, explainer.baseline
 
   @jax.jit
   def run(params, rest, xb, key):
     predictor = predictor_fn(graphdef, params, rest)
     pred = predictor(xb).argmax(-1)
     k1, k2 = jax.random.split(key)
-    phi = jax.vmap(lambda x, t, k: explainer.fn(predictor, x, t, k))(
-        xb, pred, jax.random.split(k1, xb.shape[0]))
+    phi = ij.explain(explainer, predictor, xb, k1, targets=pred)
     return batch_sensitivity_n(predictor, xb, phi, pred, k2, n=n, n_subsets=n_subsets,
-                               baseline=baseline, segments=explainer.segments)
+                               baseline=baseline, segments=segments)
 
   def sens(model: Model, x: np.ndarray, key) -> np.ndarray:
     out = []
@@ -259,8 +203,10 @@ def quadrants(d_ins: np.ndarray, d_del: np.ndarray) -> dict:
   """Percentages of examples per sign of (ΔIns, ΔDel); "both_better" is ΔIns > 0, ΔDel < 0."""
   n = max(len(d_ins), 1)
   pct = lambda m: float(100.0 * m.sum() / n)
-  return {"both_better": pct((d_ins > 0) & (d_del < 0)), "ins_only": pct((d_ins > 0) & (d_del >= 0)),
-          "del_only": pct((d_ins <= 0) & (d_del < 0)), "both_worse": pct((d_ins <= 0) & (d_del >= 0))}
+  return {"both_better": pct((d_ins > 0) & (d_del < 0)),
+          "ins_only": pct((d_ins > 0) & (d_del >= 0)),
+          "del_only": pct((d_ins <= 0) & (d_del < 0)),
+          "both_worse": pct((d_ins <= 0) & (d_del >= 0))}
 
 
 def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
@@ -274,14 +220,13 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
   import time
   validate_config(cfg)
   t0 = time.time()
-  register_study_explainers()
   ds = load_data(cfg.data)
   x_shape = ds.train.x.shape[1:]
   image_shape = x_shape if len(x_shape) == 3 else None
   if cfg.explainer.name == "gradcam" and image_shape is None:
     raise ValueError("Grad-CAM needs convolutional feature maps; a tabular MLP has none. Use "
                      "`explainer.name` 'lime' or 'kernel_shap' for tabular data.")
-  explainer = registry.make_explainer(cfg.explainer.name, cfg.explainer, baseline=ds.mean,
+  explainer = methods.make_explainer(cfg.explainer.name, cfg.explainer, baseline=ds.mean,
                                       image_shape=image_shape)
   train_explainer = explainer
   overrides = {k: v for k, v in dict(cfg.finetune.get("explainer", None) or {}).items()
@@ -289,7 +234,7 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
   if overrides:  # e.g. fewer LIME samples inside the train step than in the evaluation
     tcfg = cfg.explainer.copy_and_resolve_references()
     tcfg.update(overrides)
-    train_explainer = registry.make_explainer(cfg.explainer.name, tcfg, baseline=ds.mean,
+    train_explainer = methods.make_explainer(cfg.explainer.name, tcfg, baseline=ds.mean,
                                               image_shape=image_shape)
   n_units = num_units(x_shape, explainer.segments)
   sens_n = max(1, int(round(cfg.eval.sens_fraction * n_units)))
@@ -312,10 +257,10 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
     module = build_model(cfg.model, x_shape, ds.num_classes, seed=seed)
     model, _ = pretrain(module, ds.train, pcfg, key=jax.random.fold_in(skey, 0),
                         progress=progress)
-    evaluator = make_evaluator(model, explainer, baseline=ds.mean, n_steps=cfg.eval.n_steps,
+    evaluator = make_evaluator(model, explainer, n_steps=cfg.eval.n_steps,
                                fraction=cfg.eval.fraction, batch_size=cfg.eval.batch_size)
     if sens is None:
-      sens = make_sensitivity(model.graphdef, explainer, baseline=ds.mean, n=sens_n,
+      sens = make_sensitivity(model.graphdef, explainer, n=sens_n,
                               n_subsets=cfg.eval.n_subsets, batch_size=cfg.eval.batch_size)
     eval_key = jax.random.fold_in(skey, 1)
     x_sens = test.x[:cfg.eval.get("max_sens", None)]
@@ -337,8 +282,7 @@ def run_study(cfg, *, progress: bool = True) -> tuple[dict, dict]:
     fcfg.seed = seed
     for i, (m, w) in enumerate(configs):
       if m not in steps:
-        steps[m] = make_finetune_step(m, model.graphdef, ftcfg, explainer=train_explainer,
-                                      baseline=ds.mean)
+        steps[m] = make_finetune_step(m, model, ftcfg, explainer=train_explainer)
       tuned = finetune(steps[m], model, ds.train, fcfg, w, key=jax.random.fold_in(skey, 10 + i),
                        desc=f"seed {seed} {m} λ={w:g}", progress=progress,
                        checkpoint_name=f"finetune_seed{seed}_{m}_lam{w:g}")

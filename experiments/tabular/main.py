@@ -53,7 +53,7 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
                                 seed=cfg.seed)
   pretrained, _ = training.pretrain(module, data.train, cfg.pretrain, key=k_pre)
   ft = cfg.finetune.copy_and_resolve_references()
-  ce_model, _ = training.finetune(methods.get_method("ce"), pretrained, data.train, ft, key=k_ft,
+  ce_model, _ = training.finetune(pretrained, data.train, ft, key=k_ft,
                                   desc=f"{name}: finetune ce")
   rows, sweep, curves = {}, {}, {}
   for ename, ecfg in cfg.explainers.items():
@@ -61,8 +61,8 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
         ecfg.name, ecfg, baseline=data.mean, image_shape=image_shape)
     n_units = num_units(data.train.x.shape[1:], eval_expl.segments)
     ft.n_steps = cfg.finetune.n_steps or n_units  # soft curves: one unit per step by default
-    evaluator = evaluation.make_evaluator(pretrained, eval_expl, baseline=data.mean,
-                                          n_steps=n_units, fraction=cfg.eval.fraction,
+    evaluator = evaluation.make_evaluator(pretrained, eval_expl, n_steps=n_units,
+                                          fraction=cfg.eval.fraction,
                                           batch_size=cfg.eval.batch_size)
     ce_val = evaluator.evaluate(ce_model.params, val, k_eval).summary
     floor = ce_val["accuracy"] - cfg.selection.accuracy_drop
@@ -71,8 +71,8 @@ def run_dataset(cfg, name: str, key) -> tuple[dict, dict, dict]:
     best = None
     for lam in cfg.lams:
       ft.lam = lam
-      model, hist = training.finetune(methods.get_method(method_name), pretrained, data.train,
-                                      ft, key=k_ft, explainer=train_expl, baseline=data.mean,
+      model, hist = training.finetune(pretrained, data.train, ft, key=k_ft,
+                                      penalty=training.idexpo_penalty(ft, train_expl),
                                       desc=f"{name}: {method_name} λ={lam}")
       val_summary = evaluator.evaluate(model.params, val, k_eval).summary
       score = evaluation.selection_score(val_summary, eta=cfg.selection.eta,
