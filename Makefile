@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-min bench tabular expo expo-uci rrr study docs clean
+.PHONY: lint demo test test-min bench tabular expo expo-uci rrr study docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -98,3 +98,15 @@ expo-uci: $(STAMP)
 	$(BIN)/python -m experiments.expo_uci.main --config=experiments/expo_uci/configs/default.py --config.datasets="('autompgs',)" & pid=$$!; \
 	$(BIN)/python -m experiments.expo_uci.main --config=experiments/expo_uci/configs/default.py --config.datasets="('housing',)"; \
 	rc=$$?; wait $$pid && exit $$rc
+
+# lint: ruff (pyflakes-level checks) on the whole tree and basedpyright (pyright's checker, shipped
+# with its own Node runtime on PyPI) on the library; both configured in pyproject.toml.
+LINT_STAMP := $(VENV)/.installed-lint
+
+$(LINT_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q -e '.[lint]'
+	touch $@
+
+lint: $(LINT_STAMP)
+	$(BIN)/ruff check idexpo_jax tests experiments benchmarks examples
+	$(BIN)/basedpyright

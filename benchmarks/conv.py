@@ -28,7 +28,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from benchmarks.common import machine_info, time_interleaved
 from idexpo_jax import conv as C

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import json
 import math
 import os
 import sys

@@ -358,7 +358,7 @@ def _floor_phrase(method: str, ours: dict, floor: dict, ratio: float) -> str:
 
 def _parts_phrase(row: dict) -> str:
   """Where our tabular time goes, from the timed parts (`tabular.prepare_parts`)."""
-  parts, ours, floor = row.get("parts", {}), row["ours"], row["floor"]["per_explanation_s"]
+  parts, floor = row.get("parts", {}), row["floor"]["per_explanation_s"]
   if not parts or "masked_model" not in parts:
     return ""
   f = lambda k: parts[k]["per_explanation_s"] / floor

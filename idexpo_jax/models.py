@@ -1,4 +1,4 @@
-"""Flax NNX models exposing `features` / `head` for Grad-CAM (SPEC §7).
+"""Flax NNX models exposing `features` / `head` for Grad-CAM.
 
 * `MLP`: dense layers; `features` is the identity.
 * `SmallCNN`: two conv stages (features) and a conv + global-average-pool + linear head; no
@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from idexpo_jax.conv import Conv

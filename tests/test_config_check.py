@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from experiments.common.config_check import SCHEMAS, kind_of, validate_config
+from experiments.common.config_check import SCHEMAS, validate_config
 from experiments.demo import main as demo_main
 from experiments.demo import sweep as demo_sweep
 from experiments.demo.configs import default as demo_default

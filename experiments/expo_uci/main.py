@@ -413,8 +413,8 @@ def table(out: dict) -> str:
     lines.append("")
     fixed = {m: v["at_paper_c"] for m, v in methods.items() if v.get("at_paper_c")}
     if fixed:
-      lines += [f"At the reference's final c (chosen there on test MSE; reported, not used to "
-                f"choose): paper / ours / ratio", "",
+      lines += ["At the reference's final c (chosen there on test MSE; reported, not used to "
+                "choose): paper / ours / ratio", "",
                 "| method | c | " + " | ".join(CELLS) + " |", "|---|---|" + "---|" * len(CELLS)]
       for m, v in fixed.items():
         row = []

@@ -6,7 +6,7 @@ same code serves Flax NNX, Linen, Equinox or a hand-written function.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -97,7 +97,7 @@ def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
 # --- Outputs, targets and input dtypes: the rules every explainer, metric and regulariser shares.
 
 OUTPUTS = ("prob", "log_prob", "logit", "raw")
-"""What an explainer or a metric scores for a class `target` (SPEC §9):
+"""What an explainer or a metric scores for a class `target`:
 
 * `"prob"`: the softmax probability `p_target` (needs `K >= 2` logits);
 * `"log_prob"`: `log p_target` (log-softmax; needs `K >= 2`);

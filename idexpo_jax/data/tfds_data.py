@@ -1,4 +1,4 @@
-"""Real image data through `tfds.data_source`: CIFAR-10, STL-10 and MNIST (SPEC §8).
+"""Real image data through `tfds.data_source`: CIFAR-10, STL-10 and MNIST.
 
 `tfds.data_source` reads prepared ArrayRecord files by random access and needs no TensorFlow.
 Preparing a set once does (TFDS's builders read the raw archives with `tf.io.gfile`):

@@ -1,4 +1,4 @@
-"""Grad-CAM with its second-order path kept in the graph (SPEC §4).
+"""Grad-CAM with its second-order path kept in the graph.
 
 Selvaraju et al., "Grad-CAM", ICCV 2017: `A = features(x)`, `s = head(A)[target]` (a logit),
 `α_f = mean_ij ∂s/∂A_ijf`, `CAM = ReLU(Σ_f α_f A_f)`, resized to the input. Because `α` is itself a

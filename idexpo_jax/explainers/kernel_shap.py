@@ -1,4 +1,4 @@
-"""KernelSHAP with the efficiency constraint solved exactly, differentiable in the model (SPEC §4).
+"""KernelSHAP with the efficiency constraint solved exactly, differentiable in the model.
 
 Lundberg & Lee, "A unified approach to interpreting model predictions", NeurIPS 2017. With the
 value function `v(z) = g(apply_unit_mask(x, z, baseline))` of a binary coalition `z ∈ {0,1}^d`

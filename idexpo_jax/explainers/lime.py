@@ -1,4 +1,4 @@
-"""LIME as a closed-form weighted ridge regression, differentiable in the model (SPEC §4).
+"""LIME as a closed-form weighted ridge regression, differentiable in the model.
 
 Ribeiro, Singh & Guestrin, "Why should I trust you?", KDD 2016. The interpretable representation is
 a binary unit mask `z ∈ {0,1}^d` (a unit is kept, or replaced by the baseline; units are image

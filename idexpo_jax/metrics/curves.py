@@ -1,4 +1,4 @@
-"""Hard insertion/deletion curves and their AUC scores (evaluation; SPEC §3).
+"""Hard insertion/deletion curves and their AUC scores (evaluation).
 
 Units are sorted by attribution, descending, with ties broken by unit index (stable sort).
 Insertion keeps the top `k` units of `x` and sets the rest to the baseline; deletion sets the top

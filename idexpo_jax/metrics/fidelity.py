@@ -1,4 +1,4 @@
-"""ExpO's metrics of local affine explanations (Plumb et al., NeurIPS 2020; SPEC §6).
+"""ExpO's metrics of local affine explanations (Plumb et al., NeurIPS 2020).
 
 For an explainer that returns a local affine model `e(x)(x') = x'·coef + intercept` in input space
 (e.g. `local_linear`) and a neighbourhood `x' = x + N(0, σ²I)` (σ = 0.1, 5 neighbours):

@@ -1,4 +1,4 @@
-"""Sensitivity-n: do attributions add up to the output change when units are removed? (SPEC §6)
+"""Sensitivity-n: do attributions add up to the output change when units are removed?
 
 Ancona, Ceolini, Öztireli & Gross, "Towards better understanding of gradient-based attribution
 methods for deep neural networks", ICLR 2018. For random subsets `S` of exactly `n` units,

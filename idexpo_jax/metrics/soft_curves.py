@@ -23,7 +23,7 @@ Array = jax.Array
 
 
 def soft_step_counts(n_units: int, n_steps: int, fraction: float) -> tuple[int, int]:
-  """`(Δ, M)`: units per soft step and the number of soft steps (SPEC §2 step 2)."""
+  """`(Δ, M)`: units per soft step and the number of soft steps."""
   if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
     raise ValueError(f"`n_steps` must be an int >= 1; got {n_steps!r}.")
   if not 0.0 < fraction <= 1.0:

@@ -1,4 +1,4 @@
-"""ExpO's explanation regularisers (Plumb et al., NeurIPS 2020; SPEC §5).
+"""ExpO's explanation regularisers (Plumb et al., NeurIPS 2020).
 
 Each term is `(logits_fn, xb, key, **options) -> (scalar, aux dict)` and composes with any other
 loss in one jitted train step, e.g. `mse + weight · expo_fidelity(f, xb[:16], key)[0]`.

@@ -1,4 +1,4 @@
-"""Right for the Right Reasons: input-gradient penalties and "find another explanation" (SPEC §5).
+"""Right for the Right Reasons: input-gradient penalties and "find another explanation".
 
 Ross, Hughes & Doshi-Velez, "Right for the Right Reasons: Training Differentiable Models by
 Constraining their Explanations", IJCAI 2017.
