@@ -89,6 +89,7 @@ def test_masked_prob_matches_predict_proba():
 
 def test_tiny_bench_runs_and_reports(tmp_path):
   _torch()  # the run includes captum on the PyTorch copy
+  pytest.importorskip("captum", reason="captum is in the `bench` extra (`make bench`)")
   problem = make_problem(n_images=2, width=4)
   common = dict(n_segments=16, n_samples=16)
   row = {"width": 4, "n_segments": 16, "n_samples": 16, "n_images": 2, "ours": {},
