@@ -5,7 +5,7 @@ The library's convention is a batch of examples, images channels-last `(B, H, W,
 conventions are wrapped:
 
 * Flax NNX: a module with `features`/`head` methods (e.g. `idexpo_jax.models`) is used as it is
-  by `explain` and `batch_insertion_deletion_scores`; inside a jitted loss, rebuild it with
+  by `explain` and `InsertionDeletion`; inside a jitted loss, rebuild it with
   `models.predictor_fn(graphdef, params, rest)`.
 * Flax Linen: `linen_predictor(module, variables, features="features", head="head")` calls
   `module.apply(variables, x, method=...)`; Linen convolutions are already NHWC.
