@@ -81,13 +81,19 @@ def idexpo_gradcam_loss(model, x: torch.Tensor, y: torch.Tensor, baseline: torch
   return ce + lam * (cins + cdel).mean() + lam2 * (cam ** 2).mean()
 
 
-def make_torch_step(model, *, lr: float = 1e-4, **loss_kwargs):
-  """`step(x, y, baseline) -> loss`: one SGD-Nesterov update (momentum 0.9) of `model` in place."""
-  opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+def make_torch_step(model, *, lr: float = 1e-4, weight_decay: float = 0.0, loss_fn=None,
+                    **loss_kwargs):
+  """`step(x, y, baseline) -> loss`: one SGD-Nesterov update (momentum 0.9) of `model` in place.
+
+  `loss_fn(model, x, y, baseline, **loss_kwargs)` defaults to `idexpo_gradcam_loss`.
+  """
+  loss_fn = idexpo_gradcam_loss if loss_fn is None else loss_fn
+  opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                        weight_decay=weight_decay)
 
   def step(x, y, baseline):
     opt.zero_grad(set_to_none=True)
-    loss = idexpo_gradcam_loss(model, x, y, baseline, **loss_kwargs)
+    loss = loss_fn(model, x, y, baseline, **loss_kwargs)
     loss.backward()
     opt.step()
     return loss.detach()

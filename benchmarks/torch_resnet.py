@@ -179,21 +179,11 @@ def make_resnet_step(model, variant: str, *, lr: float = 1e-4, weight_decay: flo
   `variant`: "loop" (`idexpo_gradcam_loss_loop`) or "vectorised"
   (`torch_idexpo.idexpo_gradcam_loss`, second order, CE from the clean row of the soft batch).
   """
-  from benchmarks.torch_idexpo import idexpo_gradcam_loss
-  opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                        weight_decay=weight_decay)
+  from benchmarks.torch_idexpo import idexpo_gradcam_loss, make_torch_step
   if variant == "loop":
     loss_fn = idexpo_gradcam_loss_loop
   elif variant == "vectorised":
     loss_fn = lambda *a, **k: idexpo_gradcam_loss(*a, ce_from_clean_row=True, **k)
   else:
     raise ValueError(f"`variant` must be 'loop' or 'vectorised'; got {variant!r}.")
-
-  def step(x, y, baseline):
-    opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model, x, y, baseline, **loss_kwargs)
-    loss.backward()
-    opt.step()
-    return loss.detach()
-
-  return step
+  return make_torch_step(model, lr=lr, weight_decay=weight_decay, loss_fn=loss_fn, **loss_kwargs)

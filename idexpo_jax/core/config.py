@@ -11,6 +11,7 @@ later changes neither the object nor its hash.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import jax
 import numpy as np
@@ -60,6 +61,7 @@ class Config:
     return dataclasses.replace(self, **changes)
 
 
+@typing.dataclass_transform(frozen_default=True)
 def config(cls=None, *, kw_only: bool = False):
   """Class decorator: a frozen dataclass with `Config` semantics, registered as a static pytree.
 

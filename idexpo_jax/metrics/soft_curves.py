@@ -8,13 +8,15 @@ largest attributions, so the curve is differentiable in the attribution (and the
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import dataclasses
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
+from idexpo_jax.core.config import Config, config
 from idexpo_jax.metrics.curves import flat_attribution, nan_attribution
 from idexpo_jax.core.predictor import (as_logits_fn, check_positive, model_output, poison,
                                   promote_input, select_output)
@@ -71,19 +73,31 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
                 temperature_ok)
 
 
-class SoftOptions(NamedTuple):
-  """The options of the soft curves, captured once (`soft_insertion_deletion` for their meaning).
+@config
+class SoftOptions(Config):
+  """The options of the soft curves, stated once (`soft_insertion_deletion` for their meaning).
 
-  `regularisers.IdExpo` has the same fields (it is configured by them); the internal functions of
-  this module take one such object instead of each keyword.
+  Validated when built. `regularisers.IdExpo` extends this class with its explainer and units; the
+  internal functions of this module take one such object instead of each keyword.
   """
 
+  _: dataclasses.KW_ONLY
   n_steps: int = 64
   fraction: float = 0.5
   temperature: float = 1.0
   deletion: str = "ratio"
   log_softmax: bool = True
   chunk_size: Optional[int] = None
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.deletion not in ("ratio", "direct"):
+      raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {self.deletion!r}.")
+    soft_step_counts(2, self.n_steps, 1.0)  # n_steps is a positive int
+    if not 0.0 < self.fraction <= 1.0:
+      raise ValueError(f"`fraction` must be in (0, 1]; got {self.fraction!r}.")
+    check_positive(self.temperature, "temperature")
+    masking.check_chunk_size(self.chunk_size)
 
 
 def soft_curves(logits_fn, x: Array, attribution: Array, target, *, baseline,
@@ -110,8 +124,7 @@ def curves_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segm
   The clean input is the last row of the batch (the all-ones mask, `log_p_clean` of the deletion
   ratio); its logits are returned as the model gave them (not poisoned by a NaN attribution,
   on which they do not depend), so a loss can take its cross-entropy from them instead of
-  evaluating the model on the clean input again. `opts` is a `SoftOptions` (or an object with
-  its fields, e.g. `IdExpo`).
+  evaluating the model on the clean input again. `opts` is a `SoftOptions` (e.g. an `IdExpo`).
   """
   x = promote_input(logits_fn, x)
   logits_fn = as_logits_fn(logits_fn)
@@ -185,8 +198,6 @@ def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, 
 
 def losses_and_clean_logits(logits_fn, x, attribution, target, *, baseline, segments, opts):
   """`soft_insertion_deletion` and the clean input's logits `(K,)` from the same model call."""
-  if opts.deletion not in ("ratio", "direct"):
-    raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {opts.deletion!r}.")
   lp_ins, lp_del, lp_x, logits = curves_and_clean_logits(
       logits_fn, x, attribution, target, baseline=baseline, segments=segments, opts=opts)
   if lp_ins.shape[0] == 0:

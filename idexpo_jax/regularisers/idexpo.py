@@ -17,23 +17,22 @@ of the model fewer (less to compile, and `B` images fewer to evaluate).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.core import masking
-from idexpo_jax.core.config import Config, config
-from idexpo_jax.core.predictor import (as_predictor, check_batch_targets, check_positive,
-                                       promote_input, select_output)
+from idexpo_jax.core.config import config
+from idexpo_jax.core.predictor import (as_predictor, check_batch_targets, promote_input,
+                                       select_output)
 from idexpo_jax.explainers.base import resolve_units
-from idexpo_jax.metrics.soft_curves import losses_and_clean_logits, soft_step_counts
+from idexpo_jax.metrics.soft_curves import SoftOptions, losses_and_clean_logits
 
 Array = jax.Array
 
 
 @config
-class IdExpo(Config):
+class IdExpo(SoftOptions):
   """The ID-ExpO penalty: soft insertion/deletion of a batch's explanations, stated once.
 
   The explainer stays in the graph, so the gradient of the penalty flows through the explanation
@@ -49,6 +48,9 @@ class IdExpo(Config):
     def loss_fn(params, batch, key):
       pen, aux = penalty(model_of(params), *batch, key)
       return aux["clean_ce"] + 0.01 * pen + 1e-4 * aux["attribution_sq"], aux
+
+  The soft-curve options (`n_steps`, `fraction`, `temperature`, `deletion`, `log_softmax`,
+  `chunk_size`) are the fields of `soft_curves.SoftOptions`, which this class extends.
 
   Attributes:
     explainer: `explainer(model, x, target, key) -> φ (d,)`, e.g. `ij.GradCam(baseline=0.)`.
@@ -67,25 +69,12 @@ class IdExpo(Config):
   _: dataclasses.KW_ONLY
   baseline: Any = None
   segments: Any = None
-  n_steps: int = 64
-  fraction: float = 0.5
-  temperature: float = 1.0
-  deletion: str = "ratio"
-  log_softmax: bool = True
-  chunk_size: Optional[int] = None
 
   def __post_init__(self):
     super().__post_init__()
     if not callable(self.explainer):
       raise TypeError(f"`explainer` must be callable as explainer(model, x, target, key); got "
                       f"{type(self.explainer).__name__}.")
-    if self.deletion not in ("ratio", "direct"):
-      raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {self.deletion!r}.")
-    soft_step_counts(2, self.n_steps, 1.0)  # n_steps is a positive int
-    if not 0.0 < self.fraction <= 1.0:
-      raise ValueError(f"`fraction` must be in (0, 1]; got {self.fraction!r}.")
-    check_positive(self.temperature, "temperature")
-    masking.check_chunk_size(self.chunk_size)
 
   def units(self) -> tuple[Any, Any]:
     """`(segments, baseline)` of the soft curves: this object's, else the explainer's."""
