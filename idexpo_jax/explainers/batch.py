@@ -14,11 +14,10 @@ from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.jit import merge_model, split_model
-from idexpo_jax.core.predictor import as_logits_fn, as_predictor
+from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_batch, check_target
 
 Array = jax.Array
 
@@ -40,24 +39,14 @@ def check_targets(targets, xb: Array, n_classes: int) -> str:
       raise ValueError(f"`targets` must be None (the predicted class), an int array (B,) or "
                        f"'all'; got {targets!r}.")
     return "all"
-  if jnp.shape(targets) != xb.shape[:1]:
-    raise ValueError(f"`targets` must have shape (B,) = ({xb.shape[0]},); got "
-                     f"{tuple(jnp.shape(targets))}.")
-  if not jnp.issubdtype(jnp.asarray(targets).dtype, jnp.integer):
-    raise TypeError(f"`targets` must be integer class indices; got {jnp.asarray(targets).dtype}.")
-  if not isinstance(targets, jax.core.Tracer):
-    t = np.asarray(targets)
-    if t.size and (t.min() < 0 or t.max() >= n_classes):
-      raise ValueError(f"`targets` must be in [0, {n_classes}); got values in "
-                       f"[{t.min()}, {t.max()}].")
+  check_target(targets, n_classes, name="targets", shape=xb.shape[:1])
   return "given"
 
 
-def check_batch(xb) -> Array:
+def as_batch(xb) -> Array:
+  """`xb` as an array, checked to be a non-empty batch (`predictor.check_batch`)."""
   xb = jnp.asarray(xb)
-  if xb.ndim < 2 or xb.shape[0] == 0:
-    raise ValueError(f"`xb` must be a non-empty batch (B, ...) of examples; got shape "
-                     f"{tuple(xb.shape)}.")
+  check_batch(xb)
   return xb
 
 
@@ -102,7 +91,7 @@ def explain(explainer, model, xb: Array, key: Array, *,
   Returns:
     `(B, d)`, or `(B, K, d)` for `targets="all"`.
   """
-  xb = check_batch(xb)
+  xb = as_batch(xb)
   masking.check_chunk_size(chunk_size)
   # Split the model itself (not its bound methods, which would hide its arrays in static leaves).
   n_classes = num_classes(model, xb)

@@ -22,7 +22,7 @@ from idexpo_jax.core.config import Config, config
 from idexpo_jax.core.jit import ArrayKey, merge_model, split_model
 from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_output
 from idexpo_jax.explainers.base import resolve_units
-from idexpo_jax.explainers.batch import check_batch, check_targets, num_classes
+from idexpo_jax.explainers.batch import as_batch, check_targets, num_classes
 from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc
 
 Array = jax.Array
@@ -117,7 +117,7 @@ class InsertionDeletion(Config):
     return self._run(model, xb, attributions, targets, curves_only=False)
 
   def _run(self, model, xb, attributions, targets, *, curves_only):
-    xb = check_batch(xb)
+    xb = as_batch(xb)
     segments, baseline = self.units()
     n_classes = num_classes(model, xb)
     mode = check_targets(targets, xb, n_classes)
