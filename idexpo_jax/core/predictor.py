@@ -6,11 +6,14 @@ same code serves Flax NNX, Linen, Equinox or a hand-written function.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from idexpo_jax.core.checks import check_target, is_traced, poison, valid_target
+# Re-exported for the modules that import the checks from here.
+from idexpo_jax.core.checks import all_ok, check_batch, check_positive  # noqa: F401
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -108,55 +111,10 @@ OUTPUTS = ("prob", "log_prob", "logit", "raw")
 """
 
 
-def is_traced(value) -> bool:
-  """True when `value` is a JAX tracer (known only inside `jit`/`vmap`/`grad`)."""
-  return isinstance(value, jax.core.Tracer)
-
-
-def poison(value: Array, ok) -> Array:
-  """`value` where `ok` (broadcast), NaN elsewhere: the rule for invalid values known only in jit.
-
-  `ok=None` (nothing traced to check) returns `value` unchanged. Poison the final output of a
-  computation: on XLA's CPU backend (jaxlib 0.10) `exp` of a NaN computed in the same fused
-  kernel can return finite garbage, so a NaN fed into a model or an `exp` need not stay NaN.
-  """
-  if ok is None:
-    return value
-  return jnp.where(ok, value, jnp.nan)
-
-
 def check_output(output: str) -> None:
   """Raises ValueError unless `output` is one of `OUTPUTS`."""
   if output not in OUTPUTS:
     raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
-
-
-def check_target(target, n_classes: Optional[int] = None, *, name: str = "target",
-                 shape: tuple = ()) -> Array:
-  """Validates class indices and returns them as an integer array.
-
-  The shape (`()` for one example, `(B,)` for a batch) and the integer dtype are checked always; the
-  range `[0, n_classes)` when `target` is concrete (a named ValueError). A traced target is not
-  checked here: the functions that use it return NaN where it is out of range (`valid_target`).
-  """
-  target = jnp.asarray(target)
-  if target.shape != tuple(shape):
-    what = "a scalar class index" if not shape else f"one class index per example, shape {shape}"
-    raise ValueError(f"`{name}` must be {what}; got shape {target.shape}.")
-  if not jnp.issubdtype(target.dtype, jnp.integer):
-    raise TypeError(f"`{name}` must hold integer class indices; got dtype {target.dtype}.")
-  if n_classes is not None and not is_traced(target):
-    values = np.asarray(target)
-    if values.size and not ((values >= 0) & (values < n_classes)).all():
-      bad = values[(values < 0) | (values >= n_classes)].reshape(-1)[0]
-      raise ValueError(f"`{name}` must be in [0, {n_classes}) for a model with {n_classes} "
-                       f"output{'s' if n_classes != 1 else ''}; got {int(bad)}.")
-  return target
-
-
-def valid_target(target: Array, n_classes: int) -> Array:
-  """Boolean `0 <= target < n_classes` (elementwise)."""
-  return (target >= 0) & (target < n_classes)
 
 
 def model_output(logits_fn: LogitsFn, xb: Array, *, output: str = "logit") -> Array:
@@ -255,40 +213,3 @@ def promote_input(logits_fn: LogitsFn, x: Array, *, batched: bool = False) -> Ar
     out = jax.eval_shape(fn, jax.ShapeDtypeStruct(shape, default))
   dtype = out.dtype if jnp.issubdtype(out.dtype, jnp.floating) else default
   return x.astype(dtype)
-
-
-def check_batch(xb: Array, name: str = "xb", *, min_ndim: int = 2) -> None:
-  """Raises ValueError unless `xb` is a non-empty batch with at least `min_ndim` axes."""
-  if jnp.ndim(xb) < min_ndim or jnp.shape(xb)[0] == 0:
-    raise ValueError(f"`{name}` must be a non-empty batch (B, ...) with B >= 1 and at least "
-                     f"{min_ndim} axes; got shape {tuple(jnp.shape(xb))}.")
-
-
-def check_positive(value, name: str, *, allow_zero: bool = False) -> Optional[Array]:
-  """Validates a positive (or non-negative) option such as a width, scale or temperature.
-
-  Arrays (e.g. one scale per feature) must be positive in every entry.
-
-  A concrete value that is not `> 0` (`>= 0` with `allow_zero`), or is NaN, raises a ValueError
-  naming `name`, and a valid one gives `None`. A traced value gives the traced condition `ok`, with
-  which the caller poisons its final output (`poison(out, ok)`: NaN when the value is invalid).
-  """
-  if is_traced(value):
-    return jnp.all(value >= 0 if allow_zero else value > 0)
-  v = np.asarray(value)
-  if v.size < 1 or not np.issubdtype(v.dtype, np.number) or not np.all(
-      v >= 0 if allow_zero else v > 0):
-    raise ValueError(f"`{name}` must be {'non-negative' if allow_zero else 'positive'} (a scalar, "
-                     f"or positive entries); got {value!r}.")
-  return None
-
-
-def all_ok(*oks) -> Optional[Array]:
-  """The conjunction of the traced conditions among `oks` (`None` entries are true)."""
-  oks = [ok for ok in oks if ok is not None]
-  if not oks:
-    return None
-  out = oks[0]
-  for ok in oks[1:]:
-    out = out & ok
-  return out
