@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.core.predictor import check_positive, poison
+from idexpo_jax.core.checks import check_positive, poison
 
 Array = jax.Array
 

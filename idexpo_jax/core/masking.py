@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.core.predictor import check_output, check_target, model_output, target_scores
+from idexpo_jax.core.checks import check_int, check_target
+from idexpo_jax.core.predictor import check_output, model_output, target_scores
 
 Array = jax.Array
 
@@ -29,9 +30,9 @@ def grid_segments(height: int, width: int, cell: int) -> np.ndarray:
   Cells at the right/bottom border are truncated when `cell` does not divide the size, so
   `d = ceil(height / cell) · ceil(width / cell)`.
   """
-  if cell < 1 or height < 1 or width < 1:
-    raise ValueError(f"grid_segments needs positive sizes; got height={height}, width={width}, "
-                     f"cell={cell}.")
+  height = check_int(height, "height", minimum=1)
+  width = check_int(width, "width", minimum=1)
+  cell = check_int(cell, "cell", minimum=1)
   rows = np.arange(height) // cell
   cols = np.arange(width) // cell
   n_cols = -(-width // cell)
@@ -171,9 +172,7 @@ def unit_sum(values: Array, *, segments: Optional[Array] = None, n_units: Option
 
 def check_chunk_size(chunk_size) -> None:
   """Raises ValueError unless `chunk_size` is None or a positive int."""
-  if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                 or chunk_size < 1):
-    raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+  check_int(chunk_size, "chunk_size", minimum=1, none_ok=True)
 
 
 def map_chunks(fn, args, chunk_size: Optional[int]):

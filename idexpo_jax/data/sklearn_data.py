@@ -11,6 +11,7 @@ from typing import Iterator, NamedTuple, Optional
 import numpy as np
 
 from idexpo_jax._optional import require
+from idexpo_jax.core.checks import check_fraction, check_int
 
 
 class Split(NamedTuple):
@@ -42,9 +43,30 @@ class Dataset(NamedTuple):
 
 
 def _split_indices(n: int, fractions, seed: int):
+  """Seeded train/validation/test indices of `n` examples; every split must be non-empty.
+
+  `fractions` are three reals in (0, 1) summing to 1; the train and validation sizes are rounded
+  and the test split takes the rest.
+  """
+  seed = check_int(seed, "seed", minimum=0)
+  try:
+    parts = tuple(fractions)
+  except TypeError as err:
+    raise ValueError(f"`fractions` must be three train/validation/test fractions summing to 1; "
+                     f"got {fractions!r}.") from err
+  if len(parts) != 3:
+    raise ValueError(f"`fractions` must be three train/validation/test fractions summing to 1; "
+                     f"got {fractions!r}.")
+  parts = [check_fraction(f, f"fractions[{i}]", high_open=True) for i, f in enumerate(parts)]
+  if abs(sum(parts) - 1.0) > 1e-6:
+    raise ValueError(f"`fractions` must sum to 1; got {fractions!r} (sum {sum(parts):g}).")
+  n_train = int(round(parts[0] * n))
+  n_val = int(round(parts[1] * n))
+  sizes = (n_train, n_val, n - n_train - n_val)
+  if min(sizes) < 1:
+    raise ValueError(f"`fractions`={fractions!r} of {n} examples give an empty split (train, "
+                     f"validation, test sizes {sizes}); every split needs at least one example.")
   perm = np.random.default_rng(seed).permutation(n)
-  n_train = int(round(fractions[0] * n))
-  n_val = int(round(fractions[1] * n))
   return perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
 
 
@@ -55,6 +77,7 @@ def load_digits_images(*, size: int = 16, seed: int = 0, fractions=(0.6, 0.2, 0.
   the ID-ExpO convention for the removed-pixel baseline.
   """
   load_digits = require("sklearn.datasets", "experiments", what="data loaders").load_digits
+  size = check_int(size, "size", minimum=8)
   if size % 8:
     raise ValueError(f"`size` must be a multiple of 8; got {size}.")
   d = load_digits()
@@ -100,6 +123,7 @@ def load_regression(name: str, *, seed: int = 0, n_samples: int = 1000,
   `y_mean`/`y_std` undo the target scaling.
   """
   datasets = require("sklearn.datasets", "experiments", what="data loaders")
+  n_samples = check_int(n_samples, "n_samples", minimum=3)
   if name == "diabetes":
     x, y = datasets.load_diabetes(return_X_y=True)
   elif name == "friedman1":
@@ -125,6 +149,7 @@ def batches(split: Split, batch_size: int, *, seed: Optional[int] = None,
             drop_last: bool = True) -> Iterator[Split]:
   """Iterates over a split in minibatches, shuffled by `seed` (in order when `seed is None`)."""
   n = len(split.y)
+  batch_size = check_int(batch_size, "batch_size", minimum=1)
   idx = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
   stop = n - n % batch_size if drop_last and n >= batch_size else n
   for i in range(0, stop, batch_size):

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from idexpo_jax._optional import require
+from idexpo_jax.core.checks import check_int
 from idexpo_jax.data.sklearn_data import Dataset, Split
 
 # name -> (tfds training split, tfds test split, default validation size, number of classes)
@@ -110,7 +111,8 @@ def reduce_size(images: np.ndarray, image_size: int) -> np.ndarray:
   `H` and `W` must be equal integer multiples of `image_size` (e.g. STL-10 96 → 32 or 48).
   """
   n, h, w, c = images.shape
-  if h != w or image_size < 1 or h % image_size:
+  image_size = check_int(image_size, "image_size", minimum=1)
+  if h != w or h % image_size:
     raise ValueError(f"`image_size` must divide the square image size {h}×{w}; "
                      f"got {image_size}.")
   r = h // image_size
@@ -140,6 +142,11 @@ def load_tfds_images(name: str, *, data_dir: Optional[str] = None, val_size: Opt
     A `Dataset` with float32 images `(N, H, W, C)`, int32 labels and `mean` `(1, 1, C)`.
   """
   _check_name(name)
+  check_int(val_size, "val_size", minimum=0, none_ok=True)
+  check_int(seed, "seed", minimum=0)
+  check_int(image_size, "image_size", minimum=1, none_ok=True)
+  for arg, v in (("max_train", max_train), ("max_test", max_test)):
+    check_int(v, arg, minimum=1, none_ok=True)
   train_split, test_split, default_val, num_classes = _SETS[name]
   val_size = default_val if val_size is None else val_size
   train_src = open_source(name, train_split, data_dir=data_dir)
@@ -148,9 +155,6 @@ def load_tfds_images(name: str, *, data_dir: Optional[str] = None, val_size: Opt
   if not 0 <= val_size < n:
     raise ValueError(f"`val_size` must be in [0, {n}) (the training split of {name}); "
                      f"got {val_size}.")
-  for arg, v in (("max_train", max_train), ("max_test", max_test)):
-    if v is not None and v < 1:
-      raise ValueError(f"`{arg}` must be >= 1 or None; got {v}.")
   perm = np.random.default_rng(seed).permutation(n)
   val_idx, train_idx = np.sort(perm[:val_size]), np.sort(perm[val_size:][:max_train])
   test_idx = np.arange(min(len(test_src), max_test or len(test_src)))

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.jit import merge_model, split_model
-from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_batch, check_target
+from idexpo_jax.core.checks import check_batch, check_target
+from idexpo_jax.core.predictor import as_logits_fn, as_predictor
 
 Array = jax.Array
 

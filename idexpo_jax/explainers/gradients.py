@@ -40,7 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
-from idexpo_jax.core.predictor import OUTPUTS, as_logits_fn, promote_input, target_scores
+from idexpo_jax.core.checks import check_int, check_positive, is_traced, poison, valid_target
+from idexpo_jax.core.predictor import (OUTPUTS, as_logits_fn, num_outputs, promote_input,
+                                      target_scores)
 
 Array = jax.Array
 
@@ -76,6 +78,9 @@ def input_gradients_at(logits_fn, xs: Array, target, *, output: str = "prob",
                        chunk_size: Optional[int] = None) -> Array:
   """`∇f` at every row of `xs (N, ...)` for class `target`, shape `(N, ...)`.
 
+  A traced `target` outside `[0, K)` gives NaN gradients (the gradient of a NaN-poisoned score
+  would be 0, a silent wrong attribution); a concrete one raises ValueError.
+
   Args:
     logits_fn: `xb -> logits (B, K)` or a `Predictor`.
     xs: points, one per row.
@@ -85,7 +90,10 @@ def input_gradients_at(logits_fn, xs: Array, target, *, output: str = "prob",
   """
   fn = as_logits_fn(logits_fn)
   grad = jax.grad(lambda xc: target_output(fn, xc, target, output).sum())
-  return masking.map_chunks(grad, (xs,), chunk_size)
+  grads = masking.map_chunks(grad, (xs,), chunk_size)
+  if is_traced(target):
+    grads = poison(grads, valid_target(target, num_outputs(fn, xs)))
+  return grads
 
 
 def to_units(values: Array, x_shape, segments: Optional[Array]) -> Array:
@@ -103,9 +111,9 @@ def path_quadrature(n_steps: int, method: str = "trapezoid") -> tuple[np.ndarray
   `n >= 2`), Riemann sums "left" (`k/n`), "right" (`(k+1)/n`), "middle" (`(k+½)/n`), or
   "gausslegendre" (exact for polynomials of degree `2n − 1`).
   """
-  if not isinstance(n_steps, int) or n_steps < (2 if method == "trapezoid" else 1):
-    raise ValueError(f"`n_steps` must be an int >= {2 if method == 'trapezoid' else 1} for "
-                     f"method={method!r}; got {n_steps!r}.")
+  if method not in QUADRATURES:
+    raise ValueError(f"`method` must be one of {QUADRATURES}; got {method!r}.")
+  n_steps = check_int(n_steps, "n_steps", minimum=2 if method == "trapezoid" else 1)
   k = np.arange(n_steps, dtype=np.float64)
   if method == "trapezoid":
     alphas = k / (n_steps - 1)
@@ -117,11 +125,9 @@ def path_quadrature(n_steps: int, method: str = "trapezoid") -> tuple[np.ndarray
     alphas, weights = (k + 1) / n_steps, np.full(n_steps, 1.0 / n_steps)
   elif method == "middle":
     alphas, weights = (k + 0.5) / n_steps, np.full(n_steps, 1.0 / n_steps)
-  elif method == "gausslegendre":
+  else:  # "gausslegendre"
     nodes, w = np.polynomial.legendre.leggauss(n_steps)
     alphas, weights = 0.5 * (nodes + 1.0), 0.5 * w
-  else:
-    raise ValueError(f"`method` must be one of {QUADRATURES}; got {method!r}.")
   return alphas, weights
 
 
@@ -172,7 +178,7 @@ def smooth_grad(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     segments: optional `(H, W)` int map of unit ids.
     n_samples: number of noisy copies.
     sigma: standard deviation of the Gaussian noise, in input units (`>= 0`; 0 gives the plain
-      gradient).
+      gradient). A concrete negative one raises ValueError; a traced one gives NaN.
     output: the explained output, one of `OUTPUTS`.
     chunk_size: optional number of noisy copies per model call.
 
@@ -180,14 +186,12 @@ def smooth_grad(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     `φ (d,)`: the mean gradient, summed over each unit's pixels and channels.
   """
   x = check_gradient_args(x, target, segments, output)
-  if not isinstance(n_samples, int) or n_samples < 1:
-    raise ValueError(f"`n_samples` must be an int >= 1; got {n_samples!r}.")
-  if not sigma >= 0:
-    raise ValueError(f"`sigma` must be >= 0; got {sigma!r}.")
+  n_samples = check_int(n_samples, "n_samples", minimum=1)
+  sigma_ok = check_positive(sigma, "sigma", allow_zero=True)
   noise = jax.random.normal(key, (n_samples, *x.shape), x.dtype)
   grads = input_gradients_at(logits_fn, x + jnp.asarray(sigma, x.dtype) * noise, target,
                              output=output, chunk_size=chunk_size)
-  return to_units(grads.mean(0), x.shape, segments)
+  return poison(to_units(grads.mean(0), x.shape, segments), sigma_ok)
 
 
 def target_gradient(logits_fn, x: Array, target, key: Optional[Array] = None, *,

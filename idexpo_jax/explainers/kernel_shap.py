@@ -40,8 +40,8 @@ from idexpo_jax.core import masking
 from idexpo_jax.core.sampling import uniform_subsets
 from idexpo_jax.explainers.lime import check_explainer_args
 from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
-from idexpo_jax.core.predictor import (as_logits_fn, check_output, is_traced, poison, promote_input,
-                                  valid_target)
+from idexpo_jax.core.checks import is_traced, poison, valid_target
+from idexpo_jax.core.predictor import as_logits_fn, check_output, promote_input
 
 Array = jax.Array
 
@@ -448,7 +448,7 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
     raise ValueError(f"`paired=False` needs `sampler='iid'`; the {sampler!r} sampler always "
                      f"evaluates coalition/complement pairs.")
   x = promote_input(logits_fn, x)
-  d = check_explainer_args(x, target, segments, n_samples, minimum=2)
+  d, n_samples = check_explainer_args(x, target, segments, n_samples, minimum=2)
   masking.check_baseline(x, baseline)
   needed = 2 * (d - 1) if paired else d - 1
   if n_samples < min(needed, 2 ** d - 2):
@@ -458,6 +458,11 @@ def kernel_shap(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
         f"{' and a coalition and its complement give one equation (up to sign)' if paired else ''}"
         f" (or >= 2^d − 2 = {2 ** d - 2} for exact enumeration); got {n_samples}. Fewer give an "
         f"under-determined (singular) system.")
+  if d == 1:  # one unit (efficiency): its Shapley value is the whole difference v(1) − v(0)
+    values = masking.evaluate_masked(as_logits_fn(logits_fn), x, jnp.asarray([[1], [0]], x.dtype),
+                                     target, baseline=baseline, segments=segments,
+                                     chunk_size=chunk_size, output=output)
+    return (values[0] - values[1])[None]
   singular_nan = False
   if 2 ** d - 2 <= n_samples:
     z_np, w_np = exact_coalitions(d)

@@ -42,8 +42,8 @@ import numpy as np
 from idexpo_jax.core import masking
 from idexpo_jax.core.sampling import random_binary_masks
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.predictor import (as_logits_fn, check_output, check_positive, is_traced, poison,
-                                  promote_input)
+from idexpo_jax.core.checks import check_int, check_positive, is_traced, poison
+from idexpo_jax.core.predictor import as_logits_fn, check_output, promote_input
 
 Array = jax.Array
 
@@ -66,8 +66,9 @@ class LimeSamples(NamedTuple):
   weights: Array
 
 
-def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: int) -> int:
-  """Validates the arguments shared by `lime` and `kernel_shap`; returns the number of units."""
+def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: int
+                         ) -> tuple[int, int]:
+  """Validates the arguments shared by `lime` and `kernel_shap`; returns `(d, n_samples)`."""
   x = jnp.asarray(x)
   if x.ndim == 0:
     raise ValueError("`x` must be one example without batch axis, e.g. tabular (D,) or an image "
@@ -78,9 +79,8 @@ def check_explainer_args(x: Array, target, segments, n_samples: int, minimum: in
   if not jnp.issubdtype(jnp.result_type(target), jnp.integer):
     raise TypeError(f"`target` must be an integer class index; got dtype "
                     f"{jnp.result_type(target)}.")
-  if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < minimum:
-    raise ValueError(f"`n_samples` must be an int >= {minimum}; got {n_samples!r}.")
-  return masking.num_units(x.shape, segments)
+  n_samples = check_int(n_samples, "n_samples", minimum=minimum)
+  return masking.num_units(x.shape, segments), n_samples
 
 
 def lime_distances(z: Array, *, distance: str = "cosine") -> Array:
@@ -118,7 +118,7 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
     raise ValueError(f"`distance` must be one of {_DISTANCES}; got {distance!r}.")
   check_output(output)
   x = promote_input(logits_fn, x)
-  d = check_explainer_args(x, target, segments, n_samples, minimum=2)
+  d, n_samples = check_explainer_args(x, target, segments, n_samples, minimum=2)
   masking.check_baseline(x, baseline)
   width = default_kernel_width(d, distance) if kernel_width is None else kernel_width
   width_ok = check_positive(width, "kernel_width")

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core import masking
-from idexpo_jax.core.predictor import (as_logits_fn, check_batch_targets, is_traced, poison,
-                                  promote_input)
+from idexpo_jax.core.checks import check_fraction, check_int, is_traced, poison
+from idexpo_jax.core.predictor import as_logits_fn, check_batch_targets, promote_input
 
 Array = jax.Array
 
@@ -54,17 +54,13 @@ def nan_attribution(phi: Array, value: Array) -> Array:
 
 def default_step(n_units: int, n_steps: int) -> int:
   """`max(U // n_steps, 1)`: units per point of a curve with `n_steps` points over all units."""
-  if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-    raise ValueError(f"`n_steps` must be a positive int; got {n_steps!r}.")
-  return max(n_units // int(n_steps), 1)
+  return max(n_units // check_int(n_steps, "n_steps", minimum=1), 1)
 
 
 def curve_steps(n_units: int, step: int, fraction: float) -> np.ndarray:
   """The numbers of perturbed units `k = 0, step, …, floor(fraction·U)` (static)."""
-  if not 0.0 < fraction <= 1.0:
-    raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
-  if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-    raise ValueError(f"`step` must be a positive int number of units; got {step!r}.")
+  fraction = check_fraction(fraction, "fraction")
+  step = check_int(step, "step", minimum=1)
   ks = np.arange(0, int(np.floor(fraction * n_units)) + 1, step)
   if len(ks) < 2:
     raise ValueError(f"`step`={step} exceeds `fraction`·U = {fraction}·{n_units}: the curve would "

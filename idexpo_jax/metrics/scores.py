@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.config import Config, config
+from idexpo_jax.core.checks import check_fraction, check_int
 from idexpo_jax.core.jit import ArrayKey, merge_model, split_model
 from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_output
 from idexpo_jax.explainers.base import resolve_units
@@ -84,10 +85,9 @@ class InsertionDeletion(Config):
     super().__post_init__()
     if self.auc not in ("mean", "trapezoid"):
       raise ValueError(f"`auc` must be 'mean' or 'trapezoid'; got {self.auc!r}.")
-    if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
-      raise ValueError(f"`n_steps` must be a positive int; got {self.n_steps!r}.")
-    if not 0.0 < self.fraction <= 1.0:
-      raise ValueError(f"`fraction` must be in (0, 1]; got {self.fraction!r}.")
+    object.__setattr__(self, "n_steps", check_int(self.n_steps, "n_steps", minimum=1))
+    object.__setattr__(self, "step", check_int(self.step, "step", minimum=1, none_ok=True))
+    object.__setattr__(self, "fraction", check_fraction(self.fraction, "fraction"))
     check_output(self.output)
     masking.check_chunk_size(self.chunk_size)
 

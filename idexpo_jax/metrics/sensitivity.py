@@ -25,9 +25,9 @@ from typing import Optional
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from idexpo_jax.core import masking
+from idexpo_jax.core.checks import check_int
 from idexpo_jax.core.sampling import uniform_subsets
 from idexpo_jax.metrics.curves import flat_attribution
 from idexpo_jax.core.predictor import as_logits_fn, check_batch_targets, promote_input
@@ -43,9 +43,7 @@ def random_subsets(key: Array, n_units: int, n: int, n_subsets: int) -> Array:
   Returns:
     float32 array `(n_subsets, n_units)` with exactly `n` ones per row.
   """
-  for name, value in (("n", n), ("n_subsets", n_subsets)):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-      raise ValueError(f"`{name}` must be an int (static); got {value!r}.")
+  n, n_subsets = check_int(n, "n"), check_int(n_subsets, "n_subsets")
   if not 1 <= n < n_units:
     raise ValueError(f"`n` must satisfy 1 <= n < U={n_units} (n = U removes every unit in every "
                      f"subset, so the correlation is undefined); got n={n}.")

@@ -17,19 +17,17 @@ import numpy as np
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.config import Config, config
+from idexpo_jax.core.checks import check_fraction, check_int, check_positive, poison
+from idexpo_jax.core.predictor import as_logits_fn, model_output, promote_input, select_output
 from idexpo_jax.metrics.curves import flat_attribution, nan_attribution
-from idexpo_jax.core.predictor import (as_logits_fn, check_positive, model_output, poison,
-                                  promote_input, select_output)
 
 Array = jax.Array
 
 
 def soft_step_counts(n_units: int, n_steps: int, fraction: float) -> tuple[int, int]:
   """`(Δ, M)`: units per soft step and the number of soft steps."""
-  if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-    raise ValueError(f"`n_steps` must be an int >= 1; got {n_steps!r}.")
-  if not 0.0 < fraction <= 1.0:
-    raise ValueError(f"`fraction` must be in (0, 1]; got {fraction}.")
+  n_steps = check_int(n_steps, "n_steps", minimum=1)
+  fraction = check_fraction(fraction, "fraction")
   delta = max(n_units // n_steps, 1)
   m = -(-int(np.floor(fraction * n_units)) // delta)
   m = min(m, (n_units - 1) // delta)  # m·Δ < U: thresholds never index past the end
@@ -93,9 +91,8 @@ class SoftOptions(Config):
     super().__post_init__()
     if self.deletion not in ("ratio", "direct"):
       raise ValueError(f"`deletion` must be 'ratio' or 'direct'; got {self.deletion!r}.")
-    soft_step_counts(2, self.n_steps, 1.0)  # n_steps is a positive int
-    if not 0.0 < self.fraction <= 1.0:
-      raise ValueError(f"`fraction` must be in (0, 1]; got {self.fraction!r}.")
+    object.__setattr__(self, "n_steps", check_int(self.n_steps, "n_steps", minimum=1))
+    object.__setattr__(self, "fraction", check_fraction(self.fraction, "fraction"))
     check_positive(self.temperature, "temperature")
     masking.check_chunk_size(self.chunk_size)
 

@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from idexpo_jax.core.checks import check_batch, check_fraction, check_int
+from idexpo_jax.core.predictor import as_logits_fn, promote_input
 from idexpo_jax.explainers.gradients import input_gradients
-from idexpo_jax.core.predictor import as_logits_fn, check_batch, promote_input
 
 Array = jax.Array
 
@@ -101,8 +102,7 @@ def explanation_mask(logits_fn, xb: Array, *, cutoff: float = 0.67) -> Array:
   Returns:
     A boolean array of the shape of `xb`.
   """
-  if not 0.0 <= cutoff < 1.0:
-    raise ValueError(f"`cutoff` must be in [0, 1); got {cutoff}.")
+  check_fraction(cutoff, "cutoff", low_open=False, high_open=True)
   g = jnp.abs(batch_input_gradients(logits_fn, xb, reduce="max_prob"))
   axes = tuple(range(1, xb.ndim))
   return g > cutoff * jnp.max(g, axis=axes, keepdims=True)
@@ -145,10 +145,9 @@ def find_another_explanation(train_fn: Callable[[Any, Any, np.ndarray], Any], X,
   Returns:
     `AnotherExplanations(models, annotations, masks)`.
   """
-  if n_models < 1:
-    raise ValueError(f"`n_models` must be >= 1; got {n_models}.")
-  if batch_size < 1:
-    raise ValueError(f"`batch_size` must be >= 1; got {batch_size}.")
+  n_models = check_int(n_models, "n_models", minimum=1)
+  batch_size = check_int(batch_size, "batch_size", minimum=1)
+  check_fraction(cutoff, "cutoff", low_open=False, high_open=True)
   X = np.asarray(X)
   _check_batch(X, "X")
   if len(y) != X.shape[0]:

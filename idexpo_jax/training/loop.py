@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping, Optional
 import jax
 import numpy as np
 
+from idexpo_jax.core.checks import check_int
 from idexpo_jax.data.sklearn_data import Split
 
 
@@ -74,12 +75,10 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     `step` (the 1-based count of completed steps) and the step's `metrics` (plus evaluation
     entries on evaluation steps). A resumed run's history starts at the restored step.
   """
-  if num_steps < 0:
-    raise ValueError(f"`num_steps` must be >= 0; got {num_steps}.")
-  if eval_every < 0:
-    raise ValueError(f"`eval_every` must be >= 0; got {eval_every}.")
-  if checkpoint_every < 0:
-    raise ValueError(f"`checkpoint_every` must be >= 0; got {checkpoint_every}.")
+  num_steps = check_int(num_steps, "num_steps", minimum=0)
+  eval_every = check_int(eval_every, "eval_every", minimum=0)
+  checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=0)
+  check_int(checkpoint_keep, "checkpoint_keep", minimum=1)
   manager = None
   if checkpoint_dir is not None:
     from idexpo_jax.training import checkpoint
@@ -150,8 +149,10 @@ def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[
   replaying the previous ones (resumable). Batches are NumPy `Split` tuples.
   """
   n = len(split.y)
-  if not 1 <= batch_size <= n:
-    raise ValueError(f"`batch_size` must be in [1, {n}] (the split size); got {batch_size}.")
+  if n == 0:
+    raise ValueError("`split` must hold at least one example; got an empty split.")
+  batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
+  seed = check_int(seed, "seed")
   per_epoch = n // batch_size
   cache: dict[int, np.ndarray] = {}
 
