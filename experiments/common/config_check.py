@@ -47,6 +47,8 @@ MOMENTUM = Kind("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1, (1.0,
 COUNT = Kind("an integer >= 1", lambda v: _int(v) and v >= 1, (0, -3, 1.5, True))
 NONNEG_INT = Kind("an integer >= 0", lambda v: _int(v) and v >= 0, (-3, 1.5, True))
 BOOL = Kind("True or False", lambda v: isinstance(v, bool), (1, "yes", None))
+DIGITS_SIZE = Kind("a multiple of 8 >= 8 (the side of the upsampled 8×8 digits)",
+                   lambda v: _int(v) and v >= 8 and v % 8 == 0, (12, 0, 16.0, True))
 TEXT = Kind("a non-empty string", lambda v: isinstance(v, str) and v != "", ("", 3, None))
 
 
@@ -116,7 +118,7 @@ def _under(prefix: str, fields: Mapping[str, Kind]) -> dict[str, Kind]:
 _DEMO = {
     "seed": NONNEG_INT, "out_dir": TEXT,
     "methods": names(_demo_methods, "registered fine-tuning methods", csv=True),
-    "data.size": COUNT, "data.seed": NONNEG_INT,
+    "data.size": DIGITS_SIZE, "data.seed": NONNEG_INT,
     "model.name": choice("small_cnn", "mlp", "resnet18"), "model.width": COUNT,
     **_under("pretrain", {**_SGD, **_CHECKPOINT}),
     **_under("finetune", {**_SGD, **_SOFT, **_CHECKPOINT}),
@@ -249,7 +251,7 @@ _STUDY = {
     "output_dir": TEXT, "output_name": TEXT,
     "data.name": choice("digits", "mnist5k", "breast_cancer", "wine", "iris", "cifar10", "stl10",
                         "mnist"),
-    "data.size": COUNT, "data.seed": NONNEG_INT, "data.data_dir": optional(TEXT),
+    "data.size": DIGITS_SIZE, "data.seed": NONNEG_INT, "data.data_dir": optional(TEXT),
     "data.image_size": optional(COUNT), "data.val_size": optional(COUNT),
     "data.max_train": optional(COUNT), "data.max_test": optional(COUNT),
     "model.name": choice("small_cnn", "mlp", "resnet18"), "model.width": COUNT,

@@ -15,6 +15,8 @@ from experiments.study.configs.base import base_config
 
 def get_config(arg: str = "gradcam"):
   explainer, _, size = arg.partition(",")
+  if size not in ("", "full"):
+    raise ValueError(f"the config argument is 'EXPLAINER' or 'EXPLAINER,full'; got {arg!r}.")
   c = base_config(explainer)
   c.data = {"name": "mnist5k", "seed": 0}
   c.output_name = "mnist"
@@ -31,7 +33,7 @@ def get_config(arg: str = "gradcam"):
   c.weights.expo_fidelity = (10.0, 100.0, 1000.0)
   c.weights.expo_stability = (10.0, 100.0, 1000.0, 10000.0)
   c.weights.gradient = (1e-4, 1e-3, 1e-2)
-  if size != "full":  # the CPU budget
+  if not size:  # the CPU budget
     c.seeds = (0, 1)
     c.model.width = 8
     c.finetune.steps = 60
@@ -46,6 +48,4 @@ def get_config(arg: str = "gradcam"):
       c.finetune.steps = 40
       c.finetune.explainer = {"n_samples": 64 if explainer == "lime" else 96}
       c.eval.update({"max_val": 150, "max_test": 200, "max_sens": 50})
-  elif size:
-    raise ValueError(f"the config argument is 'EXPLAINER' or 'EXPLAINER,full'; got {arg!r}.")
   return c
