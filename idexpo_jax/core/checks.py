@@ -144,6 +144,21 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> Optional[Ar
   return None
 
 
+def as_operand(value, dtype):
+  """A validated real option ready for arithmetic with arrays of `dtype` in any promotion mode.
+
+  Python scalars are returned as they are (weakly typed: they take the array's dtype); arrays
+  and NumPy scalars are cast to the standard promotion of their dtype with `dtype` (e.g. a
+  bfloat16 temperature used with float32 attributions becomes float32), so the values are those
+  of the standard promotion also under `jax_numpy_dtype_promotion="strict"`.
+  """
+  if isinstance(value, (int, float)) and not isinstance(value, bool):
+    return value
+  v = jnp.asarray(value)
+  with jax.numpy_dtype_promotion("standard"):
+    return v.astype(jnp.promote_types(v.dtype, dtype))
+
+
 def check_fraction(value, name: str, *, low: float = 0.0, high: float = 1.0,
                    low_open: bool = True, high_open: bool = False) -> float:
   """Validates a concrete real scalar in an interval (default `(0, 1]`); returns it as a float.

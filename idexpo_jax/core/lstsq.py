@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.core.checks import check_positive, poison
+from idexpo_jax.core.checks import as_operand, check_positive, poison
 
 Array = jax.Array
 
@@ -124,7 +124,7 @@ def weighted_least_squares(z: Array, f: Array, w: Array, *, ridge: float = 0.0,
   # Gram matrix and right-hand side from ONE product of the augmented design [Z̃, f̃].
   aug = jnp.concatenate([zc, fc], axis=1)
   moments = (w[:, None] * aug).T @ aug
-  gram = moments[:d, :d] + ridge * jnp.eye(d, dtype=f.dtype)
+  gram = moments[:d, :d] + as_operand(ridge, f.dtype) * jnp.eye(d, dtype=f.dtype)
   rhs = moments[:d, d:] if f.ndim == 2 else moments[:d, d]
   coef = _solve_spd(gram, rhs, singular, method)
   if fit_intercept:

@@ -147,11 +147,14 @@ def load_regression(name: str, *, seed: int = 0, n_samples: int = 1000,
 
 def batches(split: Split, batch_size: int, *, seed: Optional[int] = None,
             drop_last: bool = True) -> Iterator[Split]:
-  """Iterates over a split in minibatches, shuffled by `seed` (in order when `seed is None`)."""
+  """Iterates over a split in minibatches, shuffled by `seed` (in order when `seed is None`).
+
+  The arguments are checked when called (not at the first batch).
+  """
   n = len(split.y)
   batch_size = check_int(batch_size, "batch_size", minimum=1)
+  seed = check_int(seed, "seed", minimum=0, none_ok=True)
   idx = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
   stop = n - n % batch_size if drop_last and n >= batch_size else n
-  for i in range(0, stop, batch_size):
-    j = idx[i:i + batch_size]
-    yield Split(split.x[j], split.y[j])
+  return (Split(split.x[idx[i:i + batch_size]], split.y[idx[i:i + batch_size]])
+          for i in range(0, stop, batch_size))

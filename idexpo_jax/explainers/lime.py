@@ -42,7 +42,7 @@ import numpy as np
 from idexpo_jax.core import masking
 from idexpo_jax.core.sampling import random_binary_masks
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.checks import check_int, check_positive, is_traced, poison
+from idexpo_jax.core.checks import as_operand, check_int, check_positive, is_traced, poison
 from idexpo_jax.core.predictor import as_logits_fn, check_output, promote_input
 
 Array = jax.Array
@@ -127,6 +127,7 @@ def lime_samples(logits_fn, x: Array, target, key: Array, *, segments: Optional[
   f = masking.evaluate_masked(as_logits_fn(logits_fn), x, z, target, baseline=baseline,
                               segments=segments, chunk_size=chunk_size, output=output)
   dist = lime_distances(z, distance=distance)
+  width = as_operand(width, dist.dtype)
   weights = poison(jnp.sqrt(jnp.exp(-(dist ** 2) / width ** 2)), width_ok)
   return LimeSamples(z=z, f=f, distances=dist, weights=weights)
 
@@ -170,6 +171,7 @@ def lime(logits_fn, x: Array, target, key: Array, *, segments: Optional[Array] =
   samples = lime_samples(logits_fn, x, target, key, segments=segments, baseline=baseline,
                          n_samples=n_samples, kernel_width=kernel_width, distance=distance,
                          chunk_size=chunk_size, output=output, paired=paired)
+  check_positive(ridge, "ridge", allow_zero=True)  # a named error before `float(ridge)`
   positive = not is_traced(ridge) and np.ndim(ridge) == 0 and float(ridge) > 0
   coef, _ = weighted_least_squares(samples.z, samples.f, samples.weights, ridge=ridge,
                                    method="cholesky" if positive else "eigh")

@@ -17,7 +17,7 @@ import numpy as np
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.config import Config, config
-from idexpo_jax.core.checks import check_fraction, check_int, check_positive, poison
+from idexpo_jax.core.checks import as_operand, check_fraction, check_int, check_positive, poison
 from idexpo_jax.core.predictor import as_logits_fn, model_output, promote_input, select_output
 from idexpo_jax.metrics.curves import flat_attribution, nan_attribution
 
@@ -67,6 +67,7 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   n_pos = pos.sum().astype(srt.dtype)
   scale = jnp.where(n_pos > 0, jnp.where(pos, gaps, 0.0).sum() / jnp.maximum(n_pos, 1.0), 1.0)
   scale = jax.lax.stop_gradient(scale)
+  temperature = as_operand(temperature, phi.dtype)
   return poison(jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale),
                 temperature_ok)
 
