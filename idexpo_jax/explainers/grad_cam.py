@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.core.checks import is_traced, poison, valid_target
-from idexpo_jax.core.predictor import (Predictor, as_predictor, check_batch_targets, has_own_features,
-                                       model_output, promote_input, select_output)
+from idexpo_jax.core.predictor import (Predictor, as_predictor, check_batch_targets,
+                                       has_own_features, model_output, promote_input,
+                                       select_output)
 
 Array = jax.Array
 

@@ -1,32 +1,33 @@
-"""Audit of the public API's edge cases: is every invalid input loud, every valid odd input right?
+"""Edge cases of the public API: every invalid input is loud, every valid odd input right.
 
 Each case calls one public function and states what a correct library does:
 
 * `raise NAME`: a ValueError/TypeError whose message names `NAME` (found at call or trace time);
-* `nan`: an invalid value known only inside `jit` gives an all-NaN output (SPEC §9);
+* `nan`: an invalid value known only inside `jit` gives an all-NaN output;
 * `value`: a valid but unusual input (integer image, regression model, inf in a removed unit, half
   precision) gives the right answer, compared with an independent computation.
 
-Outcomes: `ok` (as stated), `silent` (returned a wrong value or a non-NaN output), `obscure` (an
-error that is not a named ValueError/TypeError, e.g. ZeroDivisionError, LAPACK's
-NotImplementedError, or a missing option), `crash` (the process died; a crash ends the run).
-
-Run: `python -m benchmarks.robustness [--markdown]` (against whichever `idexpo_jax` is imported;
-docs/robustness.md lists the cases with the outcome before and after issue 13).
+`run_case` classifies the outcome as `ok` (as stated), `silent` (a wrong value or a non-NaN
+output) or `obscure` (an error that is not a named ValueError/TypeError, e.g. ZeroDivisionError,
+LAPACK's NotImplementedError, or a missing option); every case must be `ok`. docs/robustness.md
+lists the cases with their outcomes.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import idexpo_jax as ij
+from idexpo_jax.explainers import gradients, local_linear
+from idexpo_jax.explainers.grad_cam import grad_cam, grad_cam_batch
+from idexpo_jax.explainers.kernel_shap import kernel_shap
+from idexpo_jax.explainers.lime import lime
+from idexpo_jax.metrics import curves, fidelity, sensitivity
 
 K = 3
 _RNG = np.random.default_rng(0)
@@ -66,13 +67,13 @@ SHAP = dict(segments=SEG, baseline=0.0)
 CURVE = dict(baseline=0.0, step=4)
 SOFT = dict(baseline=0.0, n_steps=8)
 SENS = dict(n=4, n_subsets=10, baseline=0.0)
-PEN = dict(explainer=ij.explainers.grad_cam.grad_cam, baseline=0.0, n_steps=4)
+PEN = dict(explainer=grad_cam, baseline=0.0, n_steps=4)
 
 # The functions with a class target, called on one example (x, target) or a batch (xb, targets).
 TARGETED = {
-    "lime": lambda t, x=X: ij.explainers.lime.lime(logits, x, t, KEY, **LIME),
-    "kernel_shap": lambda t, x=X: ij.explainers.kernel_shap.kernel_shap(logits, x, t, KEY, **SHAP),
-    "grad_cam": lambda t, x=X: ij.explainers.grad_cam.grad_cam(PRED, x, t),
+    "lime": lambda t, x=X: lime(logits, x, t, KEY, **LIME),
+    "kernel_shap": lambda t, x=X: kernel_shap(logits, x, t, KEY, **SHAP),
+    "grad_cam": lambda t, x=X: grad_cam(PRED, x, t),
     "insertion_deletion_curves": lambda t, x=X: jnp.stack(
         ij.insertion_deletion_curves(logits, x, PHI, t, **CURVE)[1:]),
     "soft_insertion_deletion": lambda t, x=X: jnp.stack(
@@ -81,11 +82,11 @@ TARGETED = {
     "target_prob": lambda t, x=X: ij.core.predictor.target_prob(logits, x[None], t),
 }
 BATCHED = {
-    "grad_cam_batch": lambda t: ij.explainers.grad_cam.grad_cam_batch(PRED, XB, t),
+    "grad_cam_batch": lambda t: grad_cam_batch(PRED, XB, t),
     "batch_insertion_deletion": lambda t: jnp.stack(
-        ij.metrics.curves.batch_insertion_deletion(logits, XB, jnp.stack([PHI, PHI]), t, **CURVE)[1:], axis=1),
-    "batch_sensitivity_n": lambda t: ij.metrics.sensitivity.batch_sensitivity_n(logits, XB, jnp.stack([PHI, PHI]), t,
-                                                            KEY, **SENS),
+        curves.batch_insertion_deletion(logits, XB, jnp.stack([PHI, PHI]), t, **CURVE)[1:], axis=1),
+    "batch_sensitivity_n": lambda t: sensitivity.batch_sensitivity_n(
+        logits, XB, jnp.stack([PHI, PHI]), t, KEY, **SENS),
     "idexpo_penalty": lambda t: ij.IdExpo(**PEN)(PRED, XB, t, KEY)[0],
 }
 
@@ -124,8 +125,8 @@ def cases():
     add(f"{fname}: integer x", "value", close_to(functools.partial(f, 1, xi.astype(jnp.float32))),
         functools.partial(f, 1, xi))
   add("input_gradients: integer x", "value",
-      close_to(lambda: ij.explainers.gradients.input_gradients(logits, xi.astype(jnp.float32))),
-      lambda: ij.explainers.gradients.input_gradients(logits, xi))
+      close_to(lambda: gradients.input_gradients(logits, xi.astype(jnp.float32))),
+      lambda: gradients.input_gradients(logits, xi))
   add("apply_unit_mask: integer x, soft z", "value",
       close_to(lambda: ij.apply_unit_mask(xi.astype(jnp.float32), jnp.full((4,), 0.5), 0.0,
                                           segments=SEG)),
@@ -134,8 +135,8 @@ def cases():
   bad_maps = {"a -1": np.where(SEG == 3, -1, SEG), "a gap (no id 2)": np.where(SEG == 2, 4, SEG),
               "ids from 1 (SLIC)": SEG + 1, "float ids": SEG.astype(np.float32)}
   seg_fns = {
-      "lime": lambda s: ij.explainers.lime.lime(logits, X, 1, KEY, segments=s, baseline=0.0, n_samples=30),
-      "kernel_shap": lambda s: ij.explainers.kernel_shap.kernel_shap(logits, X, 1, KEY, segments=s, baseline=0.0),
+      "lime": lambda s: lime(logits, X, 1, KEY, segments=s, baseline=0.0, n_samples=30),
+      "kernel_shap": lambda s: kernel_shap(logits, X, 1, KEY, segments=s, baseline=0.0),
       "insertion_deletion_curves": lambda s: ij.insertion_deletion_curves(
           logits, X, PHI[:5], 1, segments=s, baseline=0.0, step=1, fraction=1.0),
       "soft_insertion_deletion": lambda s: ij.soft_insertion_deletion(
@@ -150,13 +151,13 @@ def cases():
       if fname in ("lime", "apply_unit_mask") or what in ("a -1", "ids from 1 (SLIC)"):
         add(f"{fname}: segments with {what}", "raise", "segments", functools.partial(f, s))
   # Grad-CAM needs spatial features.
-  add("grad_cam: bare logits function", "raise", "Predictor", lambda: ij.explainers.grad_cam.grad_cam(logits, X, 0))
+  add("grad_cam: bare logits function", "raise", "Predictor", lambda: grad_cam(logits, X, 0))
   add("grad_cam: as_predictor(logits function)", "raise", "Predictor",
-      lambda: ij.explainers.grad_cam.grad_cam(ij.as_predictor(logits), X, 0))
+      lambda: grad_cam(ij.as_predictor(logits), X, 0))
   add("idexpo_penalty(grad_cam) with a bare logits function", "raise", "Predictor",
       lambda: ij.IdExpo(**PEN)(logits, XB, jnp.asarray([0, 1]), KEY))
   add("grad_cam: features (B, F) not maps", "raise", "features",
-      lambda: ij.explainers.grad_cam.grad_cam(ij.Predictor(lambda b: b.reshape(b.shape[0], -1), lambda a: a @ W),
+      lambda: grad_cam(ij.Predictor(lambda b: b.reshape(b.shape[0], -1), lambda a: a @ W),
                           X, 0))
   # Outputs: regression and probability models.
   xs = np.asarray(X, np.float64).reshape(-1)
@@ -164,13 +165,13 @@ def cases():
   per_segment = np.asarray([(xs * w0)[np.asarray(SEG).reshape(-1) == u].sum() for u in range(4)])
   add("kernel_shap: regression (B,), output='raw'", "value",
       close_to(lambda: per_segment),
-      lambda: ij.explainers.kernel_shap.kernel_shap(regression, X, 0, KEY, segments=SEG, baseline=0.0, output="raw"))
+      lambda: kernel_shap(regression, X, 0, KEY, segments=SEG, baseline=0.0, output="raw"))
   add("kernel_shap: regression (B, 1), output='raw'", "value",
       close_to(lambda: per_segment),
-      lambda: ij.explainers.kernel_shap.kernel_shap(regression_col, X, 0, KEY, segments=SEG, baseline=0.0,
+      lambda: kernel_shap(regression_col, X, 0, KEY, segments=SEG, baseline=0.0,
                              output="raw"))
-  for fname, f in (("lime", lambda m, **k: ij.explainers.lime.lime(m, X, 0, KEY, **LIME, **k)),
-                   ("kernel_shap", lambda m, **k: ij.explainers.kernel_shap.kernel_shap(m, X, 0, KEY, **SHAP, **k))):
+  for fname, f in (("lime", lambda m, **k: lime(m, X, 0, KEY, **LIME, **k)),
+                   ("kernel_shap", lambda m, **k: kernel_shap(m, X, 0, KEY, **SHAP, **k))):
     add(f"{fname}: regression (B, 1), default output='prob'", "raise", "output",
         functools.partial(f, regression_col))
     add(f"{fname}: probability model, output='raw'", "value",
@@ -183,7 +184,7 @@ def cases():
   add("soft_insertion_deletion: one-output model", "raise", "output",
       lambda: ij.soft_insertion_deletion(regression_col, X, PHI, 0, **SOFT))
   add("input_gradients: one-output model", "raise", "reduce",
-      lambda: ij.explainers.gradients.input_gradients(regression_col, X))
+      lambda: gradients.input_gradients(regression_col, X))
   add("rrr_penalty: one-output model", "raise", "reduce",
       lambda: ij.rrr_penalty(regression_col, XB, 1.0))
   # Options out of range.
@@ -195,21 +196,23 @@ def cases():
           logits, X, PHI, 1, temperature=t, **SOFT)))(-1.0))
   add("idexpo_penalty: temperature=-1", "raise", "temperature",
       lambda: ij.IdExpo(**PEN | dict(temperature=-1.0))(PRED, XB, jnp.asarray([0, 1]), KEY))
-  add("lime: ridge=-1", "raise", "ridge", lambda: ij.explainers.lime.lime(logits, X, 1, KEY, ridge=-1.0, **LIME))
+  add("lime: ridge=-1", "raise", "ridge", lambda: lime(logits, X, 1, KEY, ridge=-1.0, **LIME))
   add("lime: traced ridge=-1 (jit)", "nan", None,
-      lambda: jax.jit(lambda r: ij.explainers.lime.lime(logits, X, 1, KEY, ridge=r, **LIME))(-1.0))
+      lambda: jax.jit(lambda r: lime(logits, X, 1, KEY, ridge=r, **LIME))(-1.0))
   add("weighted_least_squares: ridge=-1", "raise", "ridge",
-      lambda: ij.core.lstsq.weighted_least_squares(jnp.eye(4), jnp.ones(4), jnp.ones(4), ridge=-1.0))
+      lambda: ij.core.lstsq.weighted_least_squares(jnp.eye(4), jnp.ones(4), jnp.ones(4),
+                                                   ridge=-1.0))
   add("lime: kernel_width=0", "raise", "kernel_width",
-      lambda: ij.explainers.lime.lime(logits, X, 1, KEY, kernel_width=0.0, **LIME))
+      lambda: lime(logits, X, 1, KEY, kernel_width=0.0, **LIME))
   add("lime: traced kernel_width=-1 (jit)", "nan", None,
-      lambda: jax.jit(lambda w: ij.explainers.lime.lime(logits, X, 1, KEY, kernel_width=w, **LIME))(-1.0))
+      lambda: jax.jit(lambda w: lime(logits, X, 1, KEY, kernel_width=w, **LIME))(-1.0))
   add("local_linear: sigma=0", "raise", "sigma",
-      lambda: ij.explainers.local_linear.local_linear(TABM, TAB[0], KEY, n_samples=20, sigma=0.0))
+      lambda: local_linear.local_linear(TABM, TAB[0], KEY, n_samples=20, sigma=0.0))
   add("local_linear: kernel_width=jnp.array(0.)", "raise", "kernel_width",
-      lambda: ij.explainers.local_linear.local_linear(TABM, TAB[0], KEY, n_samples=20, kernel_width=jnp.asarray(0.0)))
+      lambda: local_linear.local_linear(TABM, TAB[0], KEY, n_samples=20,
+                                        kernel_width=jnp.asarray(0.0)))
   add("gaussian_neighbors: sigma=jnp.array(0.)", "raise", "sigma",
-      lambda: ij.explainers.local_linear.gaussian_neighbors(TAB[0], KEY, n=3, sigma=jnp.asarray(0.0)))
+      lambda: local_linear.gaussian_neighbors(TAB[0], KEY, n=3, sigma=jnp.asarray(0.0)))
   add("expo_fidelity: sigma=jnp.array(0.)", "raise", "sigma",
       lambda: ij.expo_fidelity(TABM, TAB, KEY, sigma=jnp.asarray(0.0)))
   add("expo_fidelity: traced sigma=-1 (jit)", "nan", None,
@@ -217,7 +220,7 @@ def cases():
   add("expo_stability: radius=np.float32(-0.1)", "raise", "radius",
       lambda: ij.expo_stability(TABM, TAB, KEY, radius=np.float32(-0.1)))
   add("neighborhood_fidelity: sigma=jnp.array(0.)", "raise", "sigma",
-      lambda: ij.metrics.fidelity.neighborhood_fidelity(TABM, TAB[0], jnp.zeros((3, 2)), jnp.zeros(2), KEY,
+      lambda: fidelity.neighborhood_fidelity(TABM, TAB[0], jnp.zeros((3, 2)), jnp.zeros(2), KEY,
                                        sigma=jnp.asarray(0.0)))
   nan_phi = PHI.at[2].set(jnp.nan)
   add("insertion_deletion_curves: NaN attribution", "raise", "attribution",
@@ -246,9 +249,10 @@ def cases():
   add("expo_fidelity: empty batch", "raise", "xb", lambda: ij.expo_fidelity(TABM, TAB[:0], KEY))
   add("expo_stability: empty batch", "raise", "xb", lambda: ij.expo_stability(TABM, TAB[:0], KEY))
   add("batch_insertion_deletion: empty batch", "raise", "xb",
-      lambda: ij.metrics.curves.batch_insertion_deletion(logits, XB[:0], jnp.zeros((0, 16)), two[:0], **CURVE))
+      lambda: curves.batch_insertion_deletion(logits, XB[:0], jnp.zeros((0, 16)), two[:0], **CURVE))
   add("batch_sensitivity_n: empty batch", "raise", "xb",
-      lambda: ij.metrics.sensitivity.batch_sensitivity_n(logits, XB[:0], jnp.zeros((0, 16)), two[:0], KEY, **SENS))
+      lambda: sensitivity.batch_sensitivity_n(logits, XB[:0], jnp.zeros((0, 16)), two[:0], KEY,
+                                              **SENS))
   add("insertion_deletion_curves: step=1.5", "raise", "step",
       lambda: ij.insertion_deletion_curves(logits, X, PHI, 1, baseline=0.0, step=1.5, fraction=1.0))
   add("insertion_deletion_curves: fraction=1.5", "raise", "fraction",
@@ -260,8 +264,8 @@ def cases():
   add("sensitivity_n: n=2.0", "raise", "n",
       lambda: ij.sensitivity_n(logits, X, PHI, 1, KEY, n=2.0, baseline=0.0))
   for c in (0, -1):
-    for fname, f in (("lime", lambda c: ij.explainers.lime.lime(logits, X, 1, KEY, chunk_size=c, **LIME)),
-                     ("kernel_shap", lambda c: ij.explainers.kernel_shap.kernel_shap(logits, X, 1, KEY, chunk_size=c,
+    for fname, f in (("lime", lambda c: lime(logits, X, 1, KEY, chunk_size=c, **LIME)),
+                     ("kernel_shap", lambda c: kernel_shap(logits, X, 1, KEY, chunk_size=c,
                                                               **SHAP)),
                      ("insertion_deletion_curves", lambda c: ij.insertion_deletion_curves(
                          logits, X, PHI, 1, chunk_size=c, **CURVE))):
@@ -270,11 +274,11 @@ def cases():
     half = lambda b, dtype=dtype: logits(b).astype(dtype)
     name = jnp.dtype(dtype).name
     add(f"lime: {name} model", "value",
-        close_to(lambda: ij.explainers.lime.lime(logits, X, 1, KEY, **LIME), tol=3e-2),
-        lambda half=half: ij.explainers.lime.lime(half, X, 1, KEY, **LIME))
+        close_to(lambda: lime(logits, X, 1, KEY, **LIME), tol=3e-2),
+        lambda half=half: lime(half, X, 1, KEY, **LIME))
     add(f"kernel_shap: {name} model", "value",
-        close_to(lambda: ij.explainers.kernel_shap.kernel_shap(logits, X, 1, KEY, **SHAP), tol=3e-2),
-        lambda half=half: ij.explainers.kernel_shap.kernel_shap(half, X, 1, KEY, **SHAP))
+        close_to(lambda: kernel_shap(logits, X, 1, KEY, **SHAP), tol=3e-2),
+        lambda half=half: kernel_shap(half, X, 1, KEY, **SHAP))
   return out
 
 
@@ -306,44 +310,15 @@ def run_case(kind, arg, thunk) -> tuple[str, str]:
   return ("ok", "correct") if right else ("silent", "wrong value")
 
 
-def markdown_table(before_json: str, after_json: str) -> str:
-  """`case | before | after` rows and the counts of both runs."""
-  with open(before_json) as f:
-    before = json.load(f)
-  with open(after_json) as f:
-    after = json.load(f)
-  rows = ["| case | before | after |", "|---|---|---|"]
-  for name, (outcome, detail) in after.items():
-    b = before.get(name, ["-", "not run"])
-    cell = lambda o, d: f"{o}: {d}".replace("|", "/")
-    rows.append(f"| {name} | {cell(*b)} | {cell(outcome, detail)} |")
-  counts = lambda r: ", ".join(f"{k} {sum(v[0] == k for v in r.values())}"
-                               for k in ("ok", "silent", "obscure"))
-  rows += ["", f"Before: {len(before)} cases, {counts(before)}; crash 0.",
-           f"After: {len(after)} cases, {counts(after)}; crash 0."]
-  return "\n".join(rows)
+CASES = cases()
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--json", help="write {case: [outcome, detail]} here")
-  parser.add_argument("--table", nargs=2, metavar=("BEFORE_JSON", "AFTER_JSON"),
-                      help="print the markdown table of two runs' JSON files and exit")
-  args = parser.parse_args(argv)
-  if args.table:
-    print(markdown_table(*args.table))
-    return 0
-  results = {}
-  for name, kind, arg, thunk in cases():
-    results[name] = run_case(kind, arg, thunk)
-    print(f"{results[name][0]:8s} {name}: {results[name][1]}", flush=True)
-  counts = {k: sum(r[0] == k for r in results.values()) for k in ("ok", "silent", "obscure")}
-  print(f"{len(results)} cases: {counts}")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(results, f, indent=1)
-  return 0
+def test_case_names_are_unique():
+  names = [c[0] for c in CASES]
+  assert len(names) == len(set(names)) == 138
 
 
-if __name__ == "__main__":
-  sys.exit(main())
+@pytest.mark.parametrize("kind, arg, thunk", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_case(kind, arg, thunk):
+  outcome, detail = run_case(kind, arg, thunk)
+  assert outcome == "ok", detail
