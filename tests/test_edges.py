@@ -243,6 +243,11 @@ for _name, _call, _arg in (
     ("fit checkpoint_every=2.0", lambda: ij.fit(_STEP, _train_state(), epoch_batch_fn(_SPLIT, 3),
                                                 num_steps=1, key=KEY, checkpoint_every=2.0),
      "checkpoint_every"),
+    ("fit checkpoint_keep=0", lambda: ij.fit(_STEP, _train_state(), epoch_batch_fn(_SPLIT, 3),
+                                            num_steps=1, key=KEY, checkpoint_keep=0),
+     "checkpoint_keep"),
+    ("epoch_batch_fn seed=-1", lambda: epoch_batch_fn(_SPLIT, 2, seed=-1), "seed"),
+    ("batches seed=2.0", lambda: sklearn_data.batches(_SPLIT, 2, seed=2.0), "seed"),
     ("find_another_explanation batch_size=0", lambda: ij.find_another_explanation(
         lambda x, y, a: tab, _SPLIT.x, _SPLIT.y, n_models=1, batch_size=0), "batch_size"),
     ("make_toy_color n=0", lambda: rrr_data.make_toy_color(0), "n"),

@@ -1,7 +1,9 @@
 """The small core every explainer, metric and regulariser stands on.
 
+* `checks`: the argument checks (integer and real options, fractions, class targets, batches) and
+  the NaN rule for invalid traced values (`poison`);
 * `predictor`: the model contract (`Predictor`, `as_predictor`), output selection (`OUTPUTS`,
-  `target_scores`), target and input checks, and the NaN rule for invalid traced values;
+  `target_scores`) and input promotion;
 * `masking`: units (pixels, segments, features), `grid_segments` and the one masking helper;
 * `lstsq`: the one weighted least-squares solver (ridge and sum-constrained);
 * `sampling`: fair-coin unit masks and uniform k-subsets;
@@ -10,6 +12,8 @@
 * `jit`: models as arguments of a jitted function.
 """
 
-from idexpo_jax.core import config, jit, lstsq, masking, predictor, sampling, superpixels
+from idexpo_jax.core import (checks, config, jit, lstsq, masking, predictor, sampling,
+                             superpixels)
 
-__all__ = ("config", "jit", "lstsq", "masking", "predictor", "sampling", "superpixels")
+__all__ = ("checks", "config", "jit", "lstsq", "masking", "predictor", "sampling",
+           "superpixels")

@@ -63,7 +63,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
     desc: label of the progress bar.
     checkpoint_dir: directory of orbax checkpoints (`None`: no checkpoints, no resuming).
     checkpoint_every: save every this many steps (0: only after the last step).
-    checkpoint_keep: how many of the latest checkpoints to keep.
+    checkpoint_keep: how many of the latest checkpoints to keep (an integer >= 1, or None: all).
     stop_on_nonfinite: raise `FloatingPointError` naming the step when its `loss` (or
       `grad_norm`) is NaN or infinite.
     config: what determines the run besides the step count (e.g. optimizer hyperparameters and
@@ -78,7 +78,7 @@ def fit(train_step: Callable, state, batch_fn: Callable[[int], Any], *, num_step
   num_steps = check_int(num_steps, "num_steps", minimum=0)
   eval_every = check_int(eval_every, "eval_every", minimum=0)
   checkpoint_every = check_int(checkpoint_every, "checkpoint_every", minimum=0)
-  check_int(checkpoint_keep, "checkpoint_keep", minimum=1)
+  check_int(checkpoint_keep, "checkpoint_keep", minimum=1, none_ok=True)
   manager = None
   if checkpoint_dir is not None:
     from idexpo_jax.training import checkpoint
@@ -152,7 +152,7 @@ def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[
   if n == 0:
     raise ValueError("`split` must hold at least one example; got an empty split.")
   batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
-  seed = check_int(seed, "seed")
+  seed = check_int(seed, "seed", minimum=0)
   per_epoch = n // batch_size
   cache: dict[int, np.ndarray] = {}
 
