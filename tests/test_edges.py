@@ -319,6 +319,9 @@ for _label, _value in (("jnp.bfloat16(1)", lambda: jnp.asarray(1.0, BF16)),
 add("smooth_grad sigma=jnp.bfloat16(0.5): the linear model's gradient",
     lambda: gradients.smooth_grad(tab, XT, 2, KEY, n_samples=3, sigma=jnp.asarray(0.5, BF16),
                                   output="logit"), equals(lambda: WT[:, 2], 1e-6))
+add("smooth_grad sigma per feature (4,): the linear model's gradient",
+    lambda: gradients.smooth_grad(tab, XT, 1, KEY, n_samples=3, sigma=np.full(4, 0.2, np.float32),
+                                  output="logit"), equals(lambda: WT[:, 1], 1e-6))
 add("smooth_grad sigma=0: the plain gradient",
     lambda: gradients.smooth_grad(tab, XT, 2, KEY, n_samples=3, sigma=0, output="logit"),
     equals(lambda: WT[:, 2], 1e-6))
@@ -343,6 +346,8 @@ for _name, _call, _arg in (
     ("lime ridge=None", lambda: _lime_ridge(None), "ridge"),
     ("lime ridge=-1", lambda: _lime_ridge(-1.0), "ridge"),
     ("smooth_grad sigma=-1", lambda: gradients.smooth_grad(tab, XT, 0, KEY, sigma=-1.0), "sigma"),
+    ("smooth_grad sigma of shape (3,) for x (4,)", lambda: gradients.smooth_grad(
+        tab, XT, 0, KEY, sigma=jnp.ones(3)), "sigma"),
     ("smooth_grad sigma='0.1'", lambda: gradients.smooth_grad(tab, XT, 0, KEY, sigma="0.1"),
      "sigma"),
     ("IdExpo temperature=0", lambda: ij.IdExpo(ij.InputGradients(baseline=0.0), temperature=0.0),

@@ -45,7 +45,7 @@ def check_targets(targets, xb: Array, n_classes: int) -> str:
 
 
 def as_batch(xb) -> Array:
-  """`xb` as an array, checked to be a non-empty batch (`predictor.check_batch`)."""
+  """`xb` as an array, checked to be a non-empty batch (`checks.check_batch`)."""
   xb = jnp.asarray(xb)
   check_batch(xb)
   return xb

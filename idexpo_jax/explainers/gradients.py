@@ -188,6 +188,12 @@ def smooth_grad(logits_fn, x: Array, target, key: Array, *, segments: Optional[A
   x = check_gradient_args(x, target, segments, output)
   n_samples = check_int(n_samples, "n_samples", minimum=1)
   sigma_ok = check_positive(sigma, "sigma", allow_zero=True)
+  try:
+    if np.broadcast_shapes(np.shape(sigma), x.shape) != x.shape:
+      raise ValueError
+  except ValueError as err:
+    raise ValueError(f"`sigma` must be a scalar or broadcastable to x {tuple(x.shape)}; got "
+                     f"shape {np.shape(sigma)}.") from err
   noise = jax.random.normal(key, (n_samples, *x.shape), x.dtype)
   grads = input_gradients_at(logits_fn, x + jnp.asarray(sigma, x.dtype) * noise, target,
                              output=output, chunk_size=chunk_size)

@@ -146,7 +146,7 @@ def log1m_exp(log_p: Array) -> Array:
   clipped = jnp.minimum(log_p, -1e-7)
   out = jnp.where(clipped > -0.6931472, jnp.log(-jnp.expm1(clipped)),
                   jnp.log1p(-jnp.exp(clipped)))
-  return jnp.where(jnp.isnan(log_p), log_p, out)  # NaN stays NaN (see `predictor.poison`)
+  return jnp.where(jnp.isnan(log_p), log_p, out)  # NaN stays NaN (see `checks.poison`)
 
 
 def soft_insertion_deletion(logits_fn, x: Array, attribution: Array, target, *, baseline,
