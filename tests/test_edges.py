@@ -18,6 +18,7 @@ the checks were unified.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from typing import Any, Callable, NamedTuple
 
@@ -212,6 +213,14 @@ INT_OPTIONS: dict[str, tuple] = {
     "load_digits_images size": (lambda v: sklearn_data.load_digits_images(size=v).train.x.shape[1:],
                                 "size", 16, lambda: (16, 16, 1)),
 }
+if importlib.util.find_spec("skimage") is not None:  # the optional `superpixels` extra
+  INT_OPTIONS["superpixel_segments n_segments"] = (
+      lambda v: ij.superpixel_segments(np.asarray(X.repeat(3, -1)), n_segments=v), "n_segments",
+      4, None)
+  add("superpixel_segments n_segments=0", lambda: ij.superpixel_segments(
+      np.asarray(X.repeat(3, -1)), n_segments=0), raises("n_segments"))
+  add("superpixel_segments compactness=-1", lambda: ij.superpixel_segments(
+      np.asarray(X.repeat(3, -1)), compactness=-1.0), raises("compactness"))
 
 for _name, (_call, _arg, _good, _ref) in INT_OPTIONS.items():
   _reference = _ref if _ref is not None else (lambda c=_call, g=_good: c(g))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from idexpo_jax.core.checks import check_int, check_positive
+
 METHODS = ("slic", "quickshift")
 
 
@@ -51,6 +53,9 @@ def superpixel_segments(image, *, method: str = "slic", n_segments: int = 50,
   if image.ndim != 3:
     raise ValueError(f"`image` must be one image (H, W, C) without batch axis; got shape "
                      f"{image.shape}.")
+  if method == "slic":
+    n_segments = check_int(n_segments, "n_segments", minimum=1)
+    check_positive(compactness, "compactness")
   try:
     from skimage import segmentation
   except ImportError as err:
