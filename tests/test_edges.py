@@ -395,6 +395,9 @@ add("insertion_deletion_curves fraction=np.float32(0.5)",
                                          fraction=np.float32(0.5)),
     equals(lambda: ij.insertion_deletion_curves(logits, X, PHI, 1, segments=SEG, baseline=0.0,
                                                 step=1, fraction=0.5)))
+add("explanation_mask cutoff=jnp.bfloat16(0.5)",
+    lambda: rrr.explanation_mask(tab, _SPLIT.x, cutoff=jnp.asarray(0.5, BF16)),
+    equals(lambda: rrr.explanation_mask(tab, _SPLIT.x, cutoff=0.5)))
 add("InsertionDeletion fraction=jnp.bfloat16(0.5)",
     lambda: ij.InsertionDeletion(baseline=0.0, fraction=jnp.asarray(0.5, BF16)).fraction,
     equals(lambda: 0.5))

@@ -102,7 +102,7 @@ def explanation_mask(logits_fn, xb: Array, *, cutoff: float = 0.67) -> Array:
   Returns:
     A boolean array of the shape of `xb`.
   """
-  check_fraction(cutoff, "cutoff", low_open=False, high_open=True)
+  cutoff = check_fraction(cutoff, "cutoff", low_open=False, high_open=True)
   g = jnp.abs(batch_input_gradients(logits_fn, xb, reduce="max_prob"))
   axes = tuple(range(1, xb.ndim))
   return g > cutoff * jnp.max(g, axis=axes, keepdims=True)
