@@ -155,7 +155,7 @@ def test_wrong_shapes_name_the_argument():
     masking.evaluate_masked(lambda xb: xb.reshape(-1, 16), x, jnp.ones((16,)), 0, baseline=0.0)
   with pytest.raises(ValueError, match="`values`"):
     masking.unit_sum(jnp.ones((4, 3)), segments=masking.grid_segments(4, 4, 2))
-  with pytest.raises(ValueError, match="cell="):
+  with pytest.raises(ValueError, match="`cell`"):
     masking.grid_segments(4, 4, 0)
 
 
