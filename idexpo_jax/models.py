@@ -19,7 +19,7 @@ a pure `Predictor` from params inside a jitted loss.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 from flax import nnx
@@ -48,7 +48,7 @@ class MLP(nnx.Module):
                activation: Callable = jax.nn.relu, kernel_init: Callable | None = None,
                rngs: nnx.Rngs):
     sizes = [in_features, *hidden]
-    kw = {} if kernel_init is None else {"kernel_init": kernel_init}
+    kw: dict[str, Any] = {} if kernel_init is None else {"kernel_init": kernel_init}
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs, **kw)
                             for a, b in zip(sizes[:-1], sizes[1:])])
     self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **kw)
@@ -123,7 +123,7 @@ class BasicBlock(nnx.Module):
   def __call__(self, x: Array) -> Array:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
-    short = x if self.proj is None else self.proj_bn(self.proj(x))
+    short = x if self.proj is None or self.proj_bn is None else self.proj_bn(self.proj(x))
     return jax.nn.relu(y + short)
 
 
