@@ -166,3 +166,39 @@ def test_coming_from_images_and_metrics(coming_from):
   if importlib.util.find_spec("captum") and importlib.util.find_spec("torch"):  # their block ran
     assert tuple(ns["lime_torch"].shape) == (4, 3, 16, 16)
     assert tuple(ns["cam_torch"].shape) == (4, 1, 16, 16)
+
+
+# --- equinox.md -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def equinox_page():
+  pytest.importorskip("equinox")
+  return run_page("equinox.md")
+
+
+def test_equinox_recipe_decreases_the_loss(equinox_page):
+  losses = equinox_page["losses"]
+  assert len(losses) == 3 and all(np.isfinite(losses))
+  assert losses[2] < losses[0], losses
+
+
+def test_equinox_penalty_matches_a_hand_written_batch_call(equinox_page):
+  """The adapter (vmap + NHWC -> CHW) against the model mapped over the batch by hand."""
+  import optax
+  ns = equinox_page
+  model, xb, yb, key = ns["model"], ns["xb"], ns["yb"], ns["key"]  # the model after 3 steps
+  logits = jax.vmap(model)(jnp.moveaxis(xb, -1, 1))                 # (B, K), one example each
+  ce = float(optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean())
+  # Grad-CAM's penalty was evaluated on that model: its clean cross-entropy is the batch's.
+  np.testing.assert_allclose(float(ns["aux_gradcam"]["clean_ce"]), ce, rtol=1e-5)
+  assert np.isfinite(float(ns["pen_gradcam"]))
+  # The first `ij.make_train_step` step reports the loss at that model: CE + λ·pen + λ₂·mean(φ²),
+  # the penalty evaluated on the hand-written logits function (LIME needs only logits).
+  pen, aux = ij.IdExpo(ns["lime"], n_steps=4)(lambda b: jax.vmap(model)(jnp.moveaxis(b, -1, 1)),
+                                              xb, yb, key)
+  want = ce + 0.1 * float(pen) + 1e-4 * float(aux["attribution_sq"])
+  np.testing.assert_allclose(float(ns["metrics"]["loss"]), want, rtol=1e-5)
+  assert int(ns["state"].step) == 1
+  assert ns["phi"].shape == (16, 16)
+  assert 0.0 <= float(ns["scores"].insertion_mean) <= 1.0
