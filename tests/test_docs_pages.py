@@ -17,6 +17,7 @@ import itertools
 import math
 import pathlib
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +65,7 @@ def softmax64(z):
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_exist_and_their_blocks_are_labelled_and_parse(page):
   found = blocks(page)
-  assert found, f"docs/{page} has no python block"
+  assert found or page == "defaults.md", f"docs/{page} has no python block"
   for label, line, code in found:
     assert label in LABELS, (f"docs/{page}:{line}: the first line of a python block must be "
                              f"`# idexpo_jax` or name another package {sorted(LABELS)}; got "
@@ -202,3 +203,94 @@ def test_equinox_penalty_matches_a_hand_written_batch_call(equinox_page):
   assert int(ns["state"].step) == 1
   assert ns["phi"].shape == (16, 16)
   assert 0.0 <= float(ns["scores"].insertion_mean) <= 1.0
+
+
+# --- defaults.md ------------------------------------------------------------------------------
+
+ROW = re.compile(r"^\| `(ij\.[\w.]+)` \| `(\w+)` \| `(.+?)` \| (.*) \|$", re.M)
+# The public objects and factories whose defaults the table must list: `ij.__all__` and the
+# models and adapters (documented as modules).
+MODULES = ("models", "adapters")
+
+
+def resolve(path: str):
+  obj = ij
+  for part in path.split(".")[1:]:
+    obj = getattr(obj, part)
+  return obj
+
+
+def parameters(obj) -> dict:
+  """The constructor's or function's parameters (NNX modules: `__init__`, past the metaclass)."""
+  params = dict(inspect.signature(obj).parameters)
+  if inspect.isclass(obj) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                                  for p in params.values()):
+    params = dict(list(inspect.signature(obj.__init__).parameters.items())[1:])
+  return params
+
+
+def public_callables() -> dict:
+  out = {}
+  for name in ij.__all__:
+    out[f"ij.{name}"] = getattr(ij, name)
+  for mod in MODULES:
+    module = getattr(ij, mod)
+    for name, obj in vars(module).items():
+      if (not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
+          and obj.__module__ == module.__name__):
+        out[f"ij.{mod}.{name}"] = obj
+  return out
+
+
+def defaults_rows() -> list[tuple[str, str, str, str]]:
+  text = (DOCS / "defaults.md").read_text()
+  rows = ROW.findall(text)
+  assert len(rows) == text.count("\n| `ij."), "a row of docs/defaults.md does not parse"
+  return rows
+
+
+def test_defaults_table_matches_the_code():
+  rows = defaults_rows()
+  assert len(rows) > 50
+  seen = set()
+  for obj_name, param, cell, why in rows:
+    assert (obj_name, param) not in seen, f"docs/defaults.md lists {obj_name}.{param} twice"
+    seen.add((obj_name, param))
+    assert why.strip(), f"docs/defaults.md: {obj_name}.{param} has no reason"
+    params = parameters(resolve(obj_name))
+    assert param in params, f"docs/defaults.md: {obj_name} has no parameter {param!r}"
+    got = params[param].default
+    if cell == "required":
+      assert got is inspect.Parameter.empty, f"{obj_name}.{param} has the default {got!r}"
+      continue
+    want = eval(cell, {"jax": jax, "np": np})  # noqa: S307 (literals and jax.nn functions)
+    if callable(want):
+      assert got is want, f"{obj_name}.{param}: the code's default is {got!r}, the table's {cell}"
+    else:
+      assert type(got) is type(want) and got == want, (
+          f"{obj_name}.{param}: the code's default is {got!r}, the table says {cell}")
+
+
+def test_defaults_table_lists_every_default():
+  listed = {(o, p) for o, p, _, _ in defaults_rows()}
+  missing = []
+  for name, obj in public_callables().items():
+    try:
+      params = parameters(obj)
+    except (TypeError, ValueError):
+      continue
+    for pname, p in params.items():
+      if p.default is not inspect.Parameter.empty and p.default is not None:
+        if (name, pname) not in listed:
+          missing.append(f"{name}.{pname}={p.default!r}")
+  assert not missing, f"defaults missing from docs/defaults.md: {missing}"
+
+
+def test_defaults_table_rejects_a_drifted_default(tmp_path, monkeypatch):
+  """The comparison fails on a wrong value (the check above can fail)."""
+  text = (DOCS / "defaults.md").read_text().replace("| `ij.Lime` | `n_samples` | `1000` |",
+                                                    "| `ij.Lime` | `n_samples` | `500` |")
+  (tmp_path / "defaults.md").write_text(text)
+  monkeypatch.setattr(sys.modules[__name__], "DOCS", tmp_path)
+  with pytest.raises(AssertionError, match="n_samples"):
+    test_defaults_table_matches_the_code()
