@@ -10,7 +10,6 @@ dataclass fields and signatures, so it cannot drift.
 """
 
 import ast
-import dataclasses
 import importlib.util
 import inspect
 import itertools
