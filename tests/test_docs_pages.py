@@ -293,3 +293,20 @@ def test_defaults_table_rejects_a_drifted_default(tmp_path, monkeypatch):
   monkeypatch.setattr(sys.modules[__name__], "DOCS", tmp_path)
   with pytest.raises(AssertionError, match="n_samples"):
     test_defaults_table_matches_the_code()
+
+
+# --- the API reference's parameter descriptions -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Lime", "KernelShap", "GradCam", "IntegratedGradients",
+                                  "SmoothGrad", "GradientTimesInput", "InputGradients",
+                                  "LocalLinear", "InsertionDeletion", "IdExpo"])
+def test_config_classes_describe_every_field(name):
+  """The `Attributes:` section (rendered as the constructor's parameters) names every field."""
+  cls = getattr(ij, name)
+  doc = inspect.getdoc(cls)
+  assert "\nAttributes:\n" in doc, f"ij.{name} has no Attributes section"
+  section = doc.split("\nAttributes:\n", 1)[1]
+  described = set(re.findall(r"^  (\w+):", section, re.M))
+  fields = set(parameters(cls))
+  assert fields <= described, f"ij.{name}: fields without a description {sorted(fields - described)}"
