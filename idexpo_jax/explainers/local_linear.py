@@ -232,6 +232,18 @@ class LocalLinear(Config):
 
     lime = ij.LocalLinear(n_samples=1000, sigma=1.0)
     coef, intercept = lime(model, x, key)
+
+  Attributes:
+    n_samples: samples including `x` itself (≥ 2).
+    sigma: standard deviation `σ > 0` of the Gaussian samples, a scalar or per feature `(D,)`
+      (1: `lime_tabular`'s training standard deviation after z-scoring).
+    kernel_width: `w > 0` of the kernel `sqrt(exp(−‖x_i − x‖²/w²))`; `None`: LIME's
+      `0.75·sqrt(D)`.
+    ridge: L2 penalty `>= 0` on `coef` (LIME's `Ridge(alpha=1)`; 0: weighted least squares).
+    output: "raw" (the model's outputs, e.g. a regression), "prob" or "predicted_prob".
+    target: the class for "predicted_prob" (`None`: the class predicted at `x`).
+    center: `(D,)` centre of the samples (`None`: `x`, `lime_tabular`'s
+      `sample_around_instance=True`; the training mean gives its default).
   """
 
   n_samples: int = 1000
