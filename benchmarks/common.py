@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from idexpo_jax.data.sklearn_data import load_digits_images
 from idexpo_jax.core.masking import grid_segments
 from idexpo_jax.models import SmallCNN, functional, predictor_fn
 from idexpo_jax.core.predictor import target_prob
@@ -83,6 +82,7 @@ def make_problem(*, n_images: int, size: int = 16, width: int = 32, seed: int = 
   The speed of an explainer does not depend on the weights, so the model is not trained; the
   explained class is the model's prediction, as in evaluation.
   """
+  from idexpo_jax.data.sklearn_data import load_digits_images  # scikit-learn: the `bench` extra
   data = load_digits_images(size=size, seed=seed)
   if n_images > len(data.test.x):
     raise ValueError(f"`n_images` must be <= {len(data.test.x)}; got {n_images}.")
@@ -297,8 +297,7 @@ def save_section(name: str, section: dict, markdown: Sequence[str], *, out: str 
 
 def check_quick_paths(parser, args) -> None:
   """Stops a `--quick` run (tiny sizes) that would save over the measured results."""
-  if args.quick and not getattr(args, "no_save", False) and RESULTS in (args.out, args.doc) or (
-      args.quick and DOC in (args.out, args.doc)):
+  if args.quick and not getattr(args, "no_save", False) and {args.out, args.doc} & {RESULTS, DOC}:
     parser.error(f"--quick measures tiny sizes: give --out and --doc other than {RESULTS} and "
                  f"{DOC} (or --no-save).")
 

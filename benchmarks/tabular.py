@@ -169,7 +169,7 @@ def prepare_parts(problem: Problem, *, n_samples: int) -> dict:
 
   import jax
 
-  from benchmarks.explainers import compile_timed
+  from benchmarks.common import timed_compile
   from idexpo_jax.explainers.kernel_shap import stratified_coalitions
   from idexpo_jax.explainers.lime import lime_samples, random_binary_masks
   from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
@@ -208,7 +208,38 @@ def prepare_parts(problem: Problem, *, n_samples: int) -> dict:
   info = {"n_images": len(problem.x)}
   out = {}
   for name, (fn, *args) in calls.items():
-    compiled, _ = compile_timed(fn, *args)
+    compiled, _ = timed_compile(fn, *args)
     out[name] = (functools.partial(lambda c, a: jax.block_until_ready(c(*a)), compiled, args),
                  info)
   return out
+
+
+LABELS = {"floor": "floor: B×N forward passes (jitted, one batch of all rows)",
+          "lime_package": "`lime` package (`LimeBase.explain_instance_with_data`, matched)",
+          "lime_tabular": "`lime` package (`LimeTabularExplainer`, as users run it)",
+          "shap_package": "`shap.KernelExplainer` (baseline row)"}
+PARTS = {"masked_model": "masking + model + softmax probability on given masks",
+         "lime_sampling": "LIME's bit-packed Bernoulli(½) masks",
+         "lime_samples": "LIME without its fit (masks, masking, model, kernel weights)",
+         "lime_solve": "LIME's weighted ridge fit alone",
+         "kernel_shap_sampling": "KernelSHAP's stratified coalitions",
+         "kernel_shap_solve": "KernelSHAP's constrained fit alone"}
+FLOOR_GOAL = 1.5  # the tabular MLP is cheap next to an explainer's own per-sample work
+
+
+def markdown(row: dict) -> list[str]:
+  """The tabular table (`benchmarks.run`), its goal rows, the timed parts and CPU-time ratios."""
+  from benchmarks.common import fmt_x, md_table
+  from benchmarks.explainers import METHODS, explainer_table
+  lines = [f"### {row['model']} (ReLU), breast cancer, {row['n_features']} features, "
+           f"{row['n_samples']} samples", ""]
+  lines += explainer_table(row, labels=LABELS, variants={"lime": ("lime_tabular",)},
+                           floor_goal=FLOOR_GOAL, tag=" (tabular MLP)")
+  floor = row["floor"]["per_explanation_s"]
+  parts = [[PARTS.get(k, k), fmt_x(v["per_explanation_s"] / floor)]
+           for k, v in row.get("parts", {}).items()]
+  cpu = [[f"`{m}` ÷ floor, CPU time", fmt_x(row["ratios"][f"{m}_over_floor_cpu"])]
+         for m in METHODS if f"{m}_over_floor_cpu" in row["ratios"]]
+  return lines + md_table(["part of ours (jitted and vmapped alone)", "÷ floor"], parts + cpu) + [
+      "", f"{row['n_images']} test rows in one call; kernel width {row['kernel_width']:.2f}; "
+      f"{row.get('wall_s', 0):.0f} s wall.", ""]
