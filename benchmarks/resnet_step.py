@@ -271,8 +271,9 @@ def markdown(section: dict) -> list[str]:
       first = row["first"].get(v, {})
       c = first["compile"]["total_s"] if "compile" in first else first.get("first_call_s")
       rss = row.get("rss", {}).get(v, {})
+      ratio = lambda k: fmt_x(t["ours"][k] / tv[k]) if "ours" in t else "–"
       rows.append([NAMES.get(v, v), f"{tv['wall_s']:.2f}", f"{tv['cpu_s']:.2f}",
-                   fmt_x(t["ours"]["wall_s"] / tv["wall_s"]), fmt_x(t["ours"]["cpu_s"] / tv["cpu_s"]),
+                   ratio("wall_s"), ratio("cpu_s"),
                    fmt_s(c), f"{rss['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in rss else "",
                    f"{row['loss0'].get(v, float('nan')):.6f}"])
     lines += [f"Batch B = {row['batch_size']} ({row['images_per_step']} soft images per step), "

@@ -37,7 +37,7 @@ MARKDOWN = {"explainers": ex.markdown, "train_step": train_steps.markdown, "tabu
             "conv": conv.markdown, "error_vs_budget": evb.markdown_section,
             "lime_pairing": lime_pairing.markdown_section}
 QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
-             package_images=1, repeats=1, batch=2, train_batch=2, train_samples=8,
+             package_images=1, repeats=1, batch=2, train_batch=2, train_samples=32,
              train_segments=16, tabular_rows=2, tabular_package_rows=1, resnet_batches=[2],
              resnet_width=4, resnet_rss=False, conv_images=8)
 
@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--resnet-batches", type=lambda s: [int(v) for v in s.split(",")],
                  default=[8, 32], help="batch sizes of the ResNet-18 step")
   p.add_argument("--resnet-width", type=int, default=64, help="ResNet-18 width (the paper's)")
+  p.add_argument("--resnet-variants", type=lambda s: tuple(s.split(",")),
+                 default=resnet_step.VARIANTS, help="steps timed in the ResNet-18 section")
   p.add_argument("--no-resnet-rss", dest="resnet_rss", action="store_false",
                  help="skip the ResNet-18 peak-RSS subprocesses")
   p.add_argument("--conv-images", type=int, default=130, help="images per convolution call")
@@ -286,7 +288,8 @@ def run_pytorch(args) -> dict:
 def run_resnet_step(args) -> dict:
   _log("ResNet-18 Grad-CAM step: ours vs PyTorch")
   return resnet_step.run(batches=args.resnet_batches, repeats=args.repeats,
-                         rss=args.resnet_rss, width=args.resnet_width)
+                         variants=args.resnet_variants, rss=args.resnet_rss,
+                         width=args.resnet_width)
 
 
 def run_conv(args) -> dict:
