@@ -167,7 +167,8 @@ def main(argv=None) -> dict:
   check_quick_paths(p, args)
   if args.quick:
     args.images, args.repeats = 8, 1
-  section = run(images=args.images, repeats=args.repeats, layers=QUICK_LAYERS if args.quick else None)
+  section = run(images=args.images, repeats=args.repeats,
+                layers=QUICK_LAYERS if args.quick else None)
   section["machine"]["load_average_end"] = list(os.getloadavg())
   for r in section["rows"]:
     print(r["layer"], r["H"], {part: {m: round(v["cpu_s"] * 1e3, 1) for m, v in r[part].items()}

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import (Problem, block, fmt_s, fmt_x, jitted_masked_prob, jitted_predict_proba,
-                               md_table, time_call, timed_compile)
+from benchmarks.common import (Problem, block, fmt_s, fmt_x, jitted_masked_prob,
+                               jitted_predict_proba, md_table, time_call, timed_compile)
 from idexpo_jax.core.masking import apply_unit_mask
 
 METHODS = ("lime", "kernel_shap")

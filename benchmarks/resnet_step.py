@@ -176,7 +176,8 @@ def rss_worker(variant: str, batch_size: int, width: int = 64) -> dict:
   x, y, baseline = make_batch(batch_size)
   kib = _peak_rss_kib
   before = kib()
-  run, _, _ = _prepare(variant, model, x, y, baseline, width=width)  # PyTorch's first call is a step
+  # PyTorch's first call is a step
+  run, _, _ = _prepare(variant, model, x, y, baseline, width=width)
   run()
   return {"variant": variant, "batch_size": batch_size, "rss_before_mib": before / 1024,
           "peak_rss_mib": kib() / 1024}
