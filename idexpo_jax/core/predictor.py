@@ -251,6 +251,7 @@ def target_scores(logits_fn: LogitsFn, xb: Array, target, *, output: str = "log_
 
   A concrete `target` outside `[0, K)` raises ValueError; a traced one gives NaN.
   """
+  check_output(output)
   out = model_output(logits_fn, xb, output=output)
   target = check_target(target, out.shape[-1])
   return select_output(out, target, output)

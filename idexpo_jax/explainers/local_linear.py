@@ -61,12 +61,14 @@ def check_tabular(x: Array, name: str, rank: int) -> None:
     raise ValueError(f"`{name}` must be floating point; got dtype {x.dtype}.")
 
 
-def predicted_class(logits_fn, xb: Array) -> Array:
-  """`argmax_k logits_k(x)` per row `(B,)`, under `stop_gradient` (a label, not a value)."""
+def predicted_class(logits_fn, xb: Array, *, output: str = "prob") -> Array:
+  """`argmax_k logits_k(x)` per row `(B,)`, under `stop_gradient` (a label, not a value): the
+  class of a one-class `output` without a `target`."""
   logits = jax.lax.stop_gradient(as_logits_fn(logits_fn)(xb))
   if logits.ndim != 2 or logits.shape[1] < 2:
-    raise ValueError(f"`output` of one class without a `target` scores the predicted class, which "
-                     f"needs logits of shape (B, K) with K ≥ 2; got {logits.shape}.")
+    raise ValueError(f"`output={output!r}` without a `target` scores the predicted class, which "
+                     f"needs logits of shape (B, K) with K ≥ 2; got {logits.shape} (a regression "
+                     f"model: use output='raw').")
   return jnp.argmax(logits, axis=-1)
 
 
@@ -108,7 +110,7 @@ def anchor_targets(logits_fn, xb: Array, output: str, target: Optional[Array] = 
   """For a one-class output without a `target`, the class predicted at each anchor row of
   `xb (B, D)` (`(B,)`); else `target` unchanged."""
   if output in _ONE_CLASS and target is None:
-    return predicted_class(logits_fn, xb)
+    return predicted_class(logits_fn, xb, output=output)
   return target
 
 
