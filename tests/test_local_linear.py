@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from idexpo_jax.explainers.local_linear import gaussian_neighbors, local_linear, local_linear_fit, model_outputs
+from idexpo_jax.explainers.local_linear import (gaussian_neighbors, local_linear, local_linear_fit,
+                                                model_outputs)
 from tolerances import F32
 
 D = 3

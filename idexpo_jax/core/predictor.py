@@ -120,7 +120,7 @@ def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
 # --- Outputs, targets and input dtypes: the rules every explainer, metric and regulariser shares.
 
 OUTPUTS = ("prob", "log_prob", "logit", "raw")
-"""The scores of one class `target`, one value per row (the module docstring gives their meaning)."""
+"""The scores of one class `target`, one value per row (meanings: the module docstring)."""
 
 VECTOR_OUTPUTS = ("probs", "logits")
 """Every class at once, `(B, K)`: all softmax probabilities, all logits (module docstring)."""
