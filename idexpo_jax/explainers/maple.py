@@ -76,7 +76,8 @@ def leaf_weights(train_leaves: Array, query_leaves: Array) -> Array:
   possible for a forest's own training data) contributes nothing for that tree.
   """
   same_train = train_leaves[:, None, :] == train_leaves[None, :, :]
-  size = same_train.sum(axis=0).astype(jnp.float32)  # (N, T): training points in the leaf of point j in tree t
+  # (N, T): the number of training points in the leaf of point j in tree t
+  size = same_train.sum(axis=0).astype(jnp.float32)
 
   def one(q):
     return jnp.sum(jnp.where(train_leaves == q, 1.0 / size, jnp.float32(0)), axis=-1)
