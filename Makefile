@@ -64,6 +64,9 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
 	touch $@
 
+# Every section side by side in one run (explainers, tabular, train_step, pytorch, resnet_step,
+# conv, error_vs_budget), into benchmarks/results.json and the tables of
+# docs/benchmarks.md. One section: `python -m benchmarks.run --sections resnet_step`.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.run
 

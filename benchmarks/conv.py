@@ -14,8 +14,9 @@ flipped kernel, as `conv2d`'s backward does), and the planned `conv2d` (the rule
 PyTorch's `conv2d` and its gradients (oneDNN) on the same shapes when torch is installed.
 Methods run round-robin per layer; CPU seconds of this process are reported beside wall time.
 
-`python -m benchmarks.conv [--images 130] [--repeats 3] [--quick]` merges the section `conv` into
-`benchmarks/results.json` and `docs/benchmarks.md`.
+`python -m benchmarks.conv [--images 130] [--repeats 3] [--quick]` saves the section `conv` in
+`benchmarks/results.json` and `docs/benchmarks.md` (`common.save_section`; `make bench` runs it
+through `benchmarks.run`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import machine_info, time_interleaved
+from benchmarks.common import (check_quick_paths, machine_info, md_table, save_section,
+                               time_interleaved)
 from idexpo_jax import conv as C
 
 # (name, H, cin, cout, k, stride): the input map side H of each distinct convolution.
@@ -51,6 +53,7 @@ SMALLCNN = [
     ("cnn conv2 32→64", 16, 32, 64, 3, 1),
     ("cnn conv3 64→64", 8, 64, 64, 3, 1),
 ]
+QUICK_LAYERS = [("tiny 1×1 s2", 4, 8, 16, 1, 2), ("tiny 3×3", 8, 1, 8, 3, 1)]  # `--quick`
 # ResNet-18 counts of each layer per forward pass (for the per-network totals).
 COUNT = {"s1 64→64": 4, "s2 128→128": 3, "s3 256→256": 3, "s4 512→512": 3}
 
@@ -137,37 +140,19 @@ def run(*, images: int = 130, repeats: int = 3, layers=None) -> dict:
 
 
 def markdown(section: dict) -> list[str]:
-  """The doc section: CPU seconds per part and method, and the rule's choice."""
-  m = section["machine"]
-  lines = [
-      f"`python -m benchmarks.conv` (`--images {section['images']}`): every convolution of the "
-      "CIFAR ResNet-18 (stride-2 stem, 32×32×3) and of SmallCNN (16×16 digits), NHWC float32, "
-      "SAME padding. Per part, CPU seconds of this process (median of "
-      f"{section['repeats']} round-robin repeats; {m['cpu']}, {m['cores']} cores, load average "
-      f"{', '.join(f'{v:.1f}' for v in m['load_average'])} at start). Methods of "
-      "`idexpo_jax.conv`: lax = `lax.conv_general_dilated` and its transposes, shifted = kh·kw "
-      "GEMMs of shifted views, patches = im2col + one GEMM, lax_conv = the stride-1 input "
-      "gradient as a forward convolution; plan = `conv2d` with the rule `cpu_plan` (its "
-      "choice in brackets); torch = PyTorch's oneDNN `conv2d` / `conv2d_input` / `conv2d_weight`.",
-      "",
-      "| layer | GFLOP | part | lax | shifted | patches | lax_conv | **plan** | torch | plan ÷ lax |",
-      "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-  ]
+  """CPU milliseconds per layer, part and method, and the rule's choice in brackets."""
+  rows = []
   for r in section["rows"]:
     for part in ("fwd", "dx", "dw"):
       d = r[part]
-
-      def cell(k):
-        return f"{d[k]['cpu_s'] * 1e3:.1f}" if k in d else ""
-
-      lines.append(f"| {r['layer']} ({r['H']}×{r['H']}) | {r['gflop']:.2f} | {part} "
-                   f"| {cell('lax')} | {cell('shifted')} | {cell('patches')} | {cell('lax_conv')} "
-                   f"| **{cell('plan')}** [{r['plan'][part]}] | {cell('torch')} "
-                   f"| {d['plan']['cpu_s'] / d['lax']['cpu_s']:.2f}× |")
-  lines += ["", "Times in ms of CPU. The rule: 1×1 kernels and maps of at most 2×2 pixels run "
-            "every part as shifted GEMMs; larger maps keep XLA's forward convolution and input "
-            "gradient, with the kernel gradient as shifted GEMMs."]
-  return lines
+      cell = lambda k: f"{d[k]['cpu_s'] * 1e3:.1f}" if k in d else ""
+      rows.append([f"{r['layer']} ({r['H']}×{r['H']}) {part}", f"{r['gflop']:.2f}",
+                   *map(cell, ("lax", "shifted", "patches", "lax_conv")),
+                   f"**{cell('plan')}** [{r['plan'][part]}]", cell("torch"),
+                   f"{d['plan']['cpu_s'] / d['lax']['cpu_s']:.2f}×"])
+  return md_table(["layer, part", "GFLOP", "lax", "shifted", "patches", "lax_conv", "**plan**",
+                   "torch", "plan ÷ lax"], rows) + [
+      "", f"{section['images']} images, median of {section['repeats']} round-robin repeats.", ""]
 
 
 def main(argv=None) -> dict:
@@ -179,16 +164,17 @@ def main(argv=None) -> dict:
   p.add_argument("--doc", default="docs/benchmarks.md")
   p.add_argument("--no-save", action="store_true")
   args = p.parse_args(argv)
+  check_quick_paths(p, args)
   if args.quick:
     args.images, args.repeats = 8, 1
-  section = run(images=args.images, repeats=args.repeats)
+  section = run(images=args.images, repeats=args.repeats,
+                layers=QUICK_LAYERS if args.quick else None)
   section["machine"]["load_average_end"] = list(os.getloadavg())
   for r in section["rows"]:
     print(r["layer"], r["H"], {part: {m: round(v["cpu_s"] * 1e3, 1) for m, v in r[part].items()}
                                for part in ("fwd", "dx", "dw")}, flush=True)
   if not args.no_save:
-    from benchmarks.report import save_section
-    save_section(args.out, args.doc, "conv", section)
+    save_section("conv", section, markdown(section), out=args.out, doc=args.doc)
   return section
 
 

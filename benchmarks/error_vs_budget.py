@@ -1,8 +1,8 @@
 """KernelSHAP error vs budget: RMSE to exact Shapley values, ours vs shap vs captum.
 
-Usage: `python -m benchmarks.error_vs_budget [--quick]` (also `python -m benchmarks.run --only
-error_vs_budget`); merges `"error_vs_budget"` into `benchmarks/results.json`, re-renders
-`docs/benchmarks.md` and writes `docs/error_vs_budget.png`.
+Usage: `python -m benchmarks.error_vs_budget [--quick]` (also `python -m benchmarks.run --sections
+error_vs_budget`); saves the section `error_vs_budget` in `benchmarks/results.json` and
+`docs/benchmarks.md` (`common.save_section`) and writes `docs/error_vs_budget.png`.
 
 Two games with d = 16 units, where the exact Shapley values come from all `2^16` coalitions
 (model values in float32 as every estimator sees them, the Shapley formula in float64):
@@ -381,31 +381,8 @@ def _cell(case: dict, m: str, b: int) -> str:
 
 
 def markdown_section(section: dict, png: str = "error_vs_budget.png") -> list[str]:
-  """`## KernelSHAP error vs budget` for docs/benchmarks.md."""
-  m = section.get("machine", {})
-  lines = ["## KernelSHAP error vs budget", "",
-           " ".join(__doc__.split("\n\n")[1:]).replace("\n", " ").strip(), "",
-           "Why a control variate, and why pairwise: with paired coalitions (`z` and `1 − z`, equal "
-           "weights) the constrained KernelSHAP regression depends only on the odd part of the game "
-           "in `u = z − ½`; it is exact for every game of interaction order ≤ 2 and for all even "
-           "parts, so its error comes only from odd interactions of order ≥ 3. A control variate "
-           "helps only through its odd, order ≥ 3 part: a linear one (the model's linearisation "
-           "from `jax.grad`) or a quadratic one changes nothing. `softmax` of a fitted surrogate of "
-           "the logits has such parts and its Shapley values are exact by enumerating its `2^16` "
-           "coalitions: the additive surrogate (`control_variate='additive'`) captures the part "
-           "due to the softmax alone; adding the pairwise terms `B_ij u_i u_j` of the logits "
-           "(`control_variate='pairwise'`, ridge-fitted on the even halves of the same samples) "
-           "also captures the order-3 parts that the softmax makes from the logits' pairwise "
-           "interactions. Neither adds a model evaluation; their arithmetic (fit and enumeration) "
-           "is given in forward-pass equivalents of one input from XLA's flop counts (last "
-           "columns): large next to the tiny MLP, small next to the CNN.", "",
-           f"Machine: {m.get('cpu', '?')}, CPU only, JAX {m.get('versions', {}).get('jax', '?')}. "
-           "The errors are deterministic given the seeds (a rerun reproduces them up to float32 "
-           "rounding); `±` is half the 5–95 % two-way bootstrap interval over rows and seeds "
-           "(how much another draw of rows and seeds would move the RMSE). shap's and captum's "
-           "estimates are cached in `benchmarks/error_vs_budget_packages.npz` (valid while the "
-           "exact Shapley values of the rows are unchanged), so rerunning ours is cheap.", "",
-           f"![error vs budget]({png})", ""]
+  """The figure, per case the RMSE table and the ratios to shap's, then the goal rows."""
+  lines = [f"![error vs budget]({png})", ""]
   for name, case in section.items():
     if not isinstance(case, dict) or "ours" not in case:
       continue
@@ -434,7 +411,9 @@ def markdown_section(section: dict, png: str = "error_vs_budget.png") -> list[st
               f"{r[str(b)][0]:.2f} ({r[str(b)][1]:.2f}–{r[str(b)][2]:.2f})"
               for r in ratios.values()) + " |")
     lines.append("")
-  return lines
+  from benchmarks.common import md_table
+  return lines + md_table(["goal", "measured", "met"], [
+      [g, m, "yes" if ok else "no"] for g, m, ok in goal_rows(section)]) + [""]
 
 
 def main(argv=None) -> dict:
@@ -445,7 +424,8 @@ def main(argv=None) -> dict:
     return [args.png]
 
   return budget_benchmark_main(argv, description=__doc__.splitlines()[0], name="error_vs_budget",
-                               run=run, rows=None, seeds=None, png=True,
+                               run=run, markdown=markdown_section, rows=None, seeds=None,
+                               png=True,
                                finish=draw)
 
 

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import Problem, block, jitted_masked_prob, jitted_predict_proba, time_call
+from benchmarks.common import (Problem, block, fmt_s, fmt_x, jitted_masked_prob,
+                               jitted_predict_proba, md_table, time_call, timed_compile)
 from idexpo_jax.core.masking import apply_unit_mask
 
 METHODS = ("lime", "kernel_shap")
@@ -30,6 +31,73 @@ COMPETITORS = {"lime": ("lime_package", "captum_lime"),
                "kernel_shap": ("shap_package", "captum_kernel_shap")}
 DEFAULT_VARIANTS = {"lime": ("lime_package_default", "captum_lime_default"),
                     "kernel_shap": ("captum_kernel_shap_default",)}
+LABELS = {
+    "floor": "floor: B×N forward passes (jitted, batched)",
+    "torch_floor": "floor of the PyTorch copy (N forward passes per explanation, batched)",
+    "lime": "**idexpo_jax `lime`** (jit + vmap)",
+    "kernel_shap": "**idexpo_jax `kernel_shap`** (jit + vmap)",
+    "lime_package": "`lime` package (`lime_image`)",
+    "shap_package": "`shap.KernelExplainer`",
+    "captum_lime": "captum `Lime` (PyTorch copy)",
+    "captum_kernel_shap": "captum `KernelShap` (PyTorch copy)",
+    "lime_package_default": "`lime` package, its default `batch_size=10`",
+    "captum_lime_default": "captum `Lime`, its default `perturbations_per_eval=1`",
+    "captum_kernel_shap_default": "captum `KernelShap`, its default `perturbations_per_eval=1`",
+}
+GOALS = {"floor": 1.3, "package": 100.0, "captum": 10.0}  # ours ≤ 1.3× floor, ≥ 100× / 10× faster
+
+
+def explainer_table(row: dict, *, labels: Optional[dict] = None, variants: Optional[dict] = None,
+                    floor_goal: float = GOALS["floor"], tag: str = "") -> list[str]:
+  """The Markdown table of one configuration (`benchmarks.run`), then its goal rows."""
+  labels, variants = {**LABELS, **(labels or {})}, variants or {}
+  floor = row["floor"]["per_explanation_s"]
+  rows = [[labels["floor"], fmt_s(floor), row["floor"]["n_images"], "", "1.00×"]]
+  goals = []
+  if "per_explanation_s" in row["packages"].get("torch_floor", {}):
+    tf = row["packages"]["torch_floor"]
+    rows.append([labels["torch_floor"], fmt_s(tf["per_explanation_s"]), tf["n_images"], "",
+                 fmt_x(tf["per_explanation_s"] / floor)])
+  for method in METHODS:
+    ours = row["ours"].get(method)
+    t = ours["per_explanation_s"] if ours else None
+    rows.append([labels[method], fmt_s(t), ours["n_images"] if ours else "", "1×",
+                 fmt_x(t / floor) if t else "–"])
+    if t:
+      goals.append([f"`{method}` ≤ {floor_goal}× floor{tag}", fmt_x(t / floor),
+                    "yes" if t / floor <= floor_goal else "no"])
+    for pkg in COMPETITORS[method] + tuple(variants.get(method, ())) + DEFAULT_VARIANTS[method]:
+      r = row["packages"].get(pkg)
+      if r is None:
+        continue
+      p = r.get("per_explanation_s")
+      rows.append([labels[pkg], fmt_s(p) if p else r.get("error", "failed"),
+                   r.get("n_images", ""), fmt_x(p / t) if p and t else "–",
+                   fmt_x(p / floor) if p else "–"])
+      if p and t and pkg in COMPETITORS[method] and floor_goal == GOALS["floor"]:
+        goal = GOALS["captum" if pkg.startswith("captum") else "package"]
+        goals.append([f"`{method}` ≥ {goal:.0f}× {labels[pkg]}{tag}", fmt_x(p / t),
+                      "yes" if p / t >= goal else "no"])
+  lines = md_table(["explainer", "s / explanation", "images timed", "package ÷ ours",
+                    "÷ floor"], rows)
+  compile_s = {m: o["compile_s"] for m, o in row["ours"].items() if o and "compile_s" in o}
+  if compile_s:
+    lines += ["", "Compilation of our jitted explainers (lower + compile): "
+              + ", ".join(f"`{m}` {fmt_s(c)}" for m, c in compile_s.items()) + "."]
+  return lines + [""] + md_table(["goal", "measured", "met"], goals) + [""]
+
+
+def markdown(section: dict) -> list[str]:
+  """The image-explainer tables of `benchmarks.run`, one per configuration."""
+  lines = []
+  for row in section["rows"]:
+    lines += [f"### SmallCNN width {row['width']}, {row['n_segments']} grid segments, "
+              f"{row['n_samples']} samples", ""]
+    lines += explainer_table(row, tag=f" (width {row['width']}, {row['n_segments']} segments)")
+  a = section.get("args", {})
+  return lines + [f"{a.get('images', '?')} images, {a.get('batch', '?')} per jitted call; the "
+                  f"packages on {a.get('package_images', '?')} each; {section.get('wall_s', 0):.0f}"
+                  " s wall for the whole run."]
 
 
 def our_explainer(method: str):
@@ -74,7 +142,8 @@ def prepare_ours(problem: Problem, method: str, *, n_segments: int, n_samples: i
   keys = jax.random.split(jax.random.key(seed), len(problem.x))
   groups = _groups(len(problem.x), batch)
   g0 = groups[0]
-  compiled, compile_s = compile_timed(explain_batch, problem.params, x[g0], t[g0], keys[g0])
+  compiled, seconds = timed_compile(explain_batch, problem.params, x[g0], t[g0], keys[g0])
+  compile_s = seconds["total_s"]
 
   def run():
     return block([compiled(problem.params, x[g], t[g], keys[g]) for g in groups])
@@ -87,7 +156,7 @@ def prepare_ours(problem: Problem, method: str, *, n_segments: int, n_samples: i
 def prepare_floor(problem: Problem, *, n_segments: int, n_samples: int, batch: int):
   """`(run, info)` for the forward passes alone: `N` masked images per explanation."""
   inputs = floor_inputs(problem, n_segments=n_segments, n_samples=n_samples, batch=batch)
-  forward, _ = compile_timed(jax.jit(problem.logits), problem.params, inputs[0])
+  forward, _ = timed_compile(jax.jit(problem.logits), problem.params, inputs[0])
 
   def run():
     return block([forward(problem.params, xs) for xs in inputs])
@@ -117,13 +186,6 @@ def bench_floor(problem: Problem, *, repeats: int, **kwargs) -> dict:
   """Seconds per explanation of the floor (see `prepare_floor` for the options)."""
   run, info = prepare_floor(problem, **kwargs)
   return per_explanation(time_call(run, repeats=repeats), info)
-
-
-def compile_timed(jitted, *args):
-  """`(compiled, seconds)`: ahead-of-time lowering and compilation of `jitted` for `args`."""
-  t0 = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
-  return compiled, time.perf_counter() - t0
 
 
 def _flops(compiled) -> float:

@@ -10,9 +10,7 @@ of repeats of the compiled executable, blocking on the result.
   with n_steps = 64, fraction = 0.5 (M = 32 soft steps), SGD-Nesterov. Floor: one jitted
   `jax.grad` of CE over the B·(2M + 2) images the step evaluates; also the plain CE step.
 * With `--pytorch`: the SmallCNN Grad-CAM ID-ExpO step (B = 32, width 32) and its floor beside
-  the same step and floor in plain PyTorch on CUDA (`benchmarks.torch_compare`); with
-  `--compile`: the persistent compilation cache cold vs warm and the ResNet-18 compile rows
-  (`benchmarks.compile_time`).
+  the same step and floor in plain PyTorch on CUDA (`benchmarks.torch_compare`).
 * Explainers: `lime` / `kernel_shap` on SmallCNN (width 32, 16×16×1, 16 grid segments, 1000
   samples, 64 images in one vmapped call) against the forward pass of the 64 000 masked images.
 """
@@ -32,6 +30,7 @@ import optax
 from flax import nnx
 
 import idexpo_jax as ij
+from benchmarks.common import timed_compile
 from idexpo_jax import models
 from idexpo_jax.metrics.soft_curves import soft_step_counts
 
@@ -46,9 +45,8 @@ def _median_time(fn, repeats):
 
 
 def _compile(jitted, *args):
-  t0 = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
-  return compiled, time.perf_counter() - t0
+  compiled, seconds = timed_compile(jitted, *args)
+  return compiled, seconds["total_s"]
 
 
 def _ce(logits, y):
@@ -147,9 +145,6 @@ def main(argv=None):
   p.add_argument("--pytorch", action="store_true",
                  help="also the SmallCNN Grad-CAM ID-ExpO step beside the same step in plain "
                       "PyTorch on CUDA (benchmarks.torch_compare; needs a CUDA build of torch)")
-  p.add_argument("--compile", action="store_true",
-                 help="also the persistent cache cold vs warm and the ResNet-18 compile rows "
-                      "(benchmarks.compile_time, each in a fresh process)")
   p.add_argument("--out", default="benchmarks/results_gpu.json")
   a = p.parse_args(argv)
   dev = jax.devices()[0]
@@ -167,12 +162,6 @@ def main(argv=None):
     from benchmarks.torch_compare import bench_pytorch
     result["pytorch"] = bench_pytorch(make_problem(n_images=32, width=32), batch_size=32,
                                       repeats=a.repeats, torch_device="cuda")
-  if a.compile:
-    from benchmarks import compile_time as ct
-    no_flags = [c for c in ct.RESNET_CONFIGS if not c[2]]  # the XLA flags there are CPU flags
-    result["compile"] = {"cache": ct.cache_cold_warm(),
-                         "resnet18": ct.resnet_cold(no_flags, batch=a.batch, width=a.width,
-                                                    size=32, n_steps=a.n_steps)}
   print(json.dumps(result, indent=1))
   with open(a.out, "w") as f:
     json.dump(result, f, indent=1)

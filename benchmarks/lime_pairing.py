@@ -1,7 +1,7 @@
 """LIME with i.i.d. vs antithetic masks: coefficient error vs budget against the population fit.
 
-Usage: `python -m benchmarks.lime_pairing [--quick]`; merges `"lime_pairing"` into
-`benchmarks/results.json` and re-renders `docs/benchmarks.md`.
+Usage: `python -m benchmarks.lime_pairing [--quick]`; saves the section `lime_pairing` in
+`benchmarks/results.json` and `docs/benchmarks.md` (`common.save_section`).
 
 With d = 16 units LIME's infinite-sample answer is computable: its samples are row 0 (all ones)
 and `N − 1` rows whose entries are Bernoulli(½), so the expectation of its weighted normal
@@ -113,14 +113,8 @@ def paired_wins(section: dict) -> bool:
 
 
 def markdown_section(section: dict) -> list[str]:
-  """`## LIME: i.i.d. vs antithetic masks` for docs/benchmarks.md."""
-  m = section.get("machine", {})
-  lines = ["## LIME: i.i.d. vs antithetic masks (error vs budget)", "",
-           " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " ").strip(), "",
-           f"Machine: {m.get('cpu', '?')}, CPU only, JAX {m.get('versions', {}).get('jax', '?')}"
-           "; the errors are deterministic given the seeds (a rerun reproduces them up to "
-           "float32 rounding), and another seed set moves each RMSE by roughly its Monte-Carlo "
-           "spread (1/sqrt(rows × seeds) relative, about ±15%).", ""]
+  """Per case the RMSE of i.i.d. and antithetic masks by budget, then the verdict."""
+  lines = []
   for name, case in section.items():
     if not isinstance(case, dict) or "iid" not in case:
       continue
@@ -155,7 +149,8 @@ def main(argv=None) -> dict:
     return []
 
   return budget_benchmark_main(argv, description=__doc__.splitlines()[0], name="lime_pairing",
-                               run=run, rows=8, seeds=8, finish=record_default)
+                               run=run, markdown=markdown_section, rows=8, seeds=8,
+                               finish=record_default)
 
 
 def _default_paired() -> bool:

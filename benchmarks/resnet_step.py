@@ -25,8 +25,9 @@ builds it and runs its steps (ours: one after compiling; PyTorch: two) (`--rss V
 soft images; the loss's forward; its forward and backward) and the step with XLA's convolution
 (`lax`) in every layer instead of `idexpo_jax.conv`.
 
-`python -m benchmarks.resnet_step [--batches 8,32] [--repeats 3] [--profile] [--quick]` merges the
-section `resnet_step` into `benchmarks/results.json` and `docs/benchmarks.md`.
+`python -m benchmarks.resnet_step [--batches 8,32] [--repeats 3] [--profile] [--quick]` saves the
+section `resnet_step` in `benchmarks/results.json` and `docs/benchmarks.md` (`common.save_section`;
+`make bench` runs it through `benchmarks.run`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ import optax
 from flax import nnx
 from jax import lax
 
-from benchmarks.common import block, machine_info, time_interleaved
-from benchmarks.compile_time import timed_compile
+from benchmarks.common import (block, check_quick_paths, fmt_s, fmt_x, machine_info, md_table,
+                               save_section, saved_section, time_interleaved, timed_compile)
 from idexpo_jax.explainers.grad_cam import grad_cam, grad_cam_batch
 from idexpo_jax.regularisers.idexpo import IdExpo
 from idexpo_jax.models import ResNet18, functional, predictor_fn
@@ -145,12 +146,12 @@ def prepare_torch(model, x, y, baseline, variant: str):
   return run, time.perf_counter() - t0, loss0
 
 
-def _prepare(variant, model, x, y, baseline):
+def _prepare(variant, model, x, y, baseline, *, width: int = 64):
   if variant == "ours":
     run, compile_s, loss0 = prepare_ours(model, x, y, baseline)
     return run, {"compile": compile_s}, loss0
   if variant == "ours_lax_conv":
-    run, compile_s, loss0 = prepare_ours(make_model(conv="lax"), x, y, baseline)
+    run, compile_s, loss0 = prepare_ours(make_model(width=width, conv="lax"), x, y, baseline)
     return run, {"compile": compile_s}, loss0
   run, first, loss0 = prepare_torch(model, x, y, baseline, variant)
   return run, {"first_call_s": first}, loss0
@@ -169,21 +170,22 @@ def _peak_rss_kib() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def rss_worker(variant: str, batch_size: int) -> dict:
+def rss_worker(variant: str, batch_size: int, width: int = 64) -> dict:
   """Builds one variant in this (fresh) process, runs its steps, returns its peak RSS."""
-  model = make_model()
+  model = make_model(width=width)
   x, y, baseline = make_batch(batch_size)
   kib = _peak_rss_kib
   before = kib()
-  run, _, _ = _prepare(variant, model, x, y, baseline)  # PyTorch's first call is a step
+  # PyTorch's first call is a step
+  run, _, _ = _prepare(variant, model, x, y, baseline, width=width)
   run()
   return {"variant": variant, "batch_size": batch_size, "rss_before_mib": before / 1024,
           "peak_rss_mib": kib() / 1024}
 
 
-def measure_rss(variant: str, batch_size: int) -> dict:
+def measure_rss(variant: str, batch_size: int, width: int = 64) -> dict:
   cmd = [sys.executable, "-m", "benchmarks.resnet_step", "--rss", variant, "--batches",
-         str(batch_size)]
+         str(batch_size), "--width", str(width)]
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
     return {"error": out.stderr[-2000:]}
@@ -221,8 +223,8 @@ def profile_parts(model, x, y, baseline, *, repeats: int) -> dict:
 
 
 def bench_batch(batch_size: int, *, repeats: int, variants=VARIANTS, rss: bool = True,
-                profile: bool = False) -> dict:
-  model = make_model()
+                profile: bool = False, width: int = 64) -> dict:
+  model = make_model(width=width)
   x, y, baseline = make_batch(batch_size)
   _, m = soft_step_counts(32 * 32, N_STEPS, FRACTION)
   row = {"batch_size": batch_size, "soft_steps": m, "images_per_step": batch_size * (2 * m + 1),
@@ -231,7 +233,7 @@ def bench_batch(batch_size: int, *, repeats: int, variants=VARIANTS, rss: bool =
   for v in variants:
     _log(f"B={batch_size}: prepare {v}")
     try:
-      runs[v], row["first"][v], row["loss0"][v] = _prepare(v, model, x, y, baseline)
+      runs[v], row["first"][v], row["loss0"][v] = _prepare(v, model, x, y, baseline, width=width)
     except ImportError as e:
       row["first"][v] = {"error": f"not installed: {e}"}
   _log(f"B={batch_size}: timing {list(runs)} round-robin, {repeats} repeats")
@@ -251,59 +253,43 @@ def bench_batch(batch_size: int, *, repeats: int, variants=VARIANTS, rss: bool =
     row["rss"] = {}
     for v in [v for v in runs if v != "ours_lax_conv"]:
       _log(f"B={batch_size}: peak RSS of {v} (subprocess)")
-      row["rss"][v] = measure_rss(v, batch_size)
+      row["rss"][v] = measure_rss(v, batch_size, width)
   return row
 
 
+NAMES = {"ours": "**idexpo_jax step** (jit, second-order Grad-CAM)",
+         "ours_lax_conv": "idexpo_jax step with XLA's convolution in every layer",
+         "torch_loop": "PyTorch, per-example CAM loop, first order (authors' algorithm)",
+         "torch_vectorised": "PyTorch, vectorised, second order (our algorithm)"}
+
+
 def markdown(section: dict) -> list[str]:
-  m = section["machine"]
-  load = ", ".join(f"{v:.1f}" for v in m["load_average"])
-  load_end = ", ".join(f"{v:.1f}" for v in m.get("load_average_end", []))
-  names = {"ours": "**idexpo_jax step** (jit, second-order Grad-CAM)",
-           "ours_lax_conv": "idexpo_jax step with XLA's convolution in every layer",
-           "torch_loop": "PyTorch, per-example CAM loop, first order (authors' algorithm)",
-           "torch_vectorised": "PyTorch, vectorised, second order (our algorithm)"}
-  lines = [
-      "The paper's image setting (`experiments/image/configs/cifar10.py`): CIFAR ResNet-18, "
-      "width 64, stride-2 stem, Grad-CAM on the second residual stage (8×8×128 on 32×32×3, "
-      "nearest upsampling), eval-mode BatchNorm, n_steps 64, fraction 0.5, τ 1, deletion ratio, "
-      "λ 0.01, λ₂ 1e-4, CE from the penalty's clean images, SGD lr 1e-4, Nesterov 0.9, weight "
-      "decay 5e-4; random images at the random initialisation (`python -m "
-      f"benchmarks.resnet_step`, commit {section.get('commit', '?')}; {m['cpu']}, "
-      f"{m['cores']} cores, jax {m['versions']['jax']}, torch {m['versions']['torch']} with "
-      f"{section.get('torch_threads', '?')} threads; load average {load} at start, {load_end} at "
-      "end). The three steps run round-robin in one process; CPU = this process's CPU "
-      "seconds, which other jobs on the machine disturb less than wall time. PyTorch steps "
-      "(`benchmarks/torch_resnet.py`) start from a copy of our weights; the losses at those "
-      "weights agree (column loss₀). Peak RSS: a fresh process per variant that builds it and "
-      "runs its steps.",
-      "",
-  ]
+  """Per batch size: each step's wall and CPU seconds, ours ÷ it, compile, peak RSS, loss₀."""
+  lines = []
   for row in section["rows"]:
-    t = row["timings"]
-    lines += [f"Batch B = {row['batch_size']} ({row['images_per_step']} soft images per step), "
-              f"median of {section['repeats']}:", "",
-              "| step | wall s / step | CPU s / step | ours ÷ it (wall) | ours ÷ it (CPU) | "
-              "compile (ours) / first call | peak RSS | loss₀ |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    t, rows = row["timings"], []
     for v, tv in t.items():
       first = row["first"].get(v, {})
-      c = (f"{first['compile']['total_s']:.1f} s" if "compile" in first
-           else f"{first.get('first_call_s', float('nan')):.1f} s")
+      c = first["compile"]["total_s"] if "compile" in first else first.get("first_call_s")
       rss = row.get("rss", {}).get(v, {})
-      rss_s = f"{rss['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in rss else ""
-      rw = t["ours"]["wall_s"] / tv["wall_s"]
-      rc = t["ours"]["cpu_s"] / tv["cpu_s"]
-      lines.append(f"| {names.get(v, v)} | {tv['wall_s']:.2f} | {tv['cpu_s']:.2f} | {rw:.2f}× | "
-                   f"{rc:.2f}× | {c} | {rss_s} | {row['loss0'].get(v, float('nan')):.6f} |")
-    lines.append("")
+      ratio = lambda k: fmt_x(t["ours"][k] / tv[k]) if "ours" in t else "–"
+      rows.append([NAMES.get(v, v), f"{tv['wall_s']:.2f}", f"{tv['cpu_s']:.2f}",
+                   ratio("wall_s"), ratio("cpu_s"),
+                   fmt_s(c), f"{rss['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in rss else "",
+                   f"{row['loss0'].get(v, float('nan')):.6f}"])
+    lines += [f"Batch B = {row['batch_size']} ({row['images_per_step']} soft images per step), "
+              f"median of {section['repeats']}:", ""] + md_table(
+        ["step", "wall s / step", "CPU s / step", "ours ÷ it (wall)", "ours ÷ it (CPU)",
+         "compile (ours) / first call", "peak RSS", "loss₀"], rows) + [""]
     if row.get("profile"):
-      lines += [f"Parts of our step at B = {row['batch_size']} (each jitted alone):", "",
-                "| part | wall s | CPU s |", "| --- | ---: | ---: |"]
-      lines += [f"| {k} | {v['wall_s']:.2f} | {v['cpu_s']:.2f} |"
-                for k, v in row["profile"].items()]
-      lines.append("")
-  return lines
+      lines += [f"Parts of our step at B = {row['batch_size']} (each jitted alone):", ""]
+      lines += md_table(["part", "wall s", "CPU s"], [[k, f"{v['wall_s']:.2f}", f"{v['cpu_s']:.2f}"]
+                                                      for k, v in row["profile"].items()]) + [""]
+  goals = [[g, m, ok if isinstance(ok, str) else "yes" if ok else "no"]
+           for g, m, ok in goal_rows(section)]
+  return lines + md_table(["goal", "measured", "met"], goals) + [
+      "", f"Width {section.get('width', 64)}, commit {section.get('commit', '?')}, PyTorch "
+      f"{section.get('torch_threads', '?')} threads.", ""]
 
 
 def goal_rows(section: dict) -> list:
@@ -330,46 +316,51 @@ def _commit() -> str:
 
 
 def run(*, batches=(8, 32), repeats: int = 3, variants=VARIANTS, rss: bool = True,
-        profile: bool = False) -> dict:
+        profile: bool = False, width: int = 64) -> dict:
   import torch
-  section = {"machine": machine_info(), "commit": _commit(), "repeats": repeats,
+  section = {"machine": machine_info(), "commit": _commit(), "repeats": repeats, "width": width,
              "torch_threads": torch.get_num_threads(), "rows": []}
   for b in batches:
     section["rows"].append(bench_batch(b, repeats=repeats, variants=variants, rss=rss,
-                                       profile=profile))
+                                       profile=profile, width=width))
   section["machine"]["load_average_end"] = list(os.getloadavg())
   return section
+
+
+def merge_rows(section: dict, out: str) -> dict:
+  """`section` with the saved rows of other batch sizes (from an earlier run at `out`) kept."""
+  new = {r["batch_size"] for r in section["rows"]}
+  old = [r for r in saved_section("resnet_step", out).get("rows", []) if r["batch_size"] not in new]
+  return {**section, "rows": sorted(old + section["rows"], key=lambda r: r["batch_size"])}
 
 
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--batches", type=lambda s: [int(v) for v in s.split(",")], default=[8, 32])
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--width", type=int, default=64, help="ResNet-18 width (the paper's: 64)")
   p.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS),
                  help=f"comma-separated, of {VARIANTS + ('ours_lax_conv',)}")
   p.add_argument("--profile", action="store_true", help="also time the parts of our step")
   p.add_argument("--no-rss", action="store_true")
-  p.add_argument("--quick", action="store_true", help="B = 2, one repeat (smoke test)")
+  p.add_argument("--quick", action="store_true", help="B = 2, width 4, one repeat (smoke test)")
   p.add_argument("--rss", metavar="VARIANT", help=argparse.SUPPRESS)
   p.add_argument("--out", default="benchmarks/results.json")
   p.add_argument("--doc", default="docs/benchmarks.md")
   p.add_argument("--no-save", action="store_true")
   args = p.parse_args(argv)
   if args.rss:
-    print(json.dumps(rss_worker(args.rss, args.batches[0])))
+    print(json.dumps(rss_worker(args.rss, args.batches[0], args.width)))
     return {}
+  check_quick_paths(p, args)
   if args.quick:
-    args.batches, args.repeats = [2], 1
+    args.batches, args.repeats, args.width = [2], 1, 4
   section = run(batches=args.batches, repeats=args.repeats, variants=tuple(args.variants),
-                rss=not args.no_rss, profile=args.profile)
+                rss=not args.no_rss, profile=args.profile, width=args.width)
   print(json.dumps(section["rows"], indent=1, default=str))
   if not args.no_save:
-    from benchmarks.report import saved_section, save_section
-    new = {r["batch_size"] for r in section["rows"]}
-    old = [r for r in saved_section(args.out, "resnet_step").get("rows", [])
-           if r["batch_size"] not in new]  # rows of other batch sizes from an earlier run stay
-    section["rows"] = sorted(old + section["rows"], key=lambda r: r["batch_size"])
-    save_section(args.out, args.doc, "resnet_step", section)
+    section = merge_rows(section, args.out)
+    save_section("resnet_step", section, markdown(section), out=args.out, doc=args.doc)
   return section
 
 

@@ -1,8 +1,14 @@
-"""`make bench`: explainer throughput and train-step cost, written to JSON and Markdown.
+"""`make bench`: every benchmark section, side by side in one run, into JSON and Markdown.
 
-Usage: `python -m benchmarks.run [--quick] [--images 64] [--samples 1000] ...` (see `--help`);
-`--only tabular` (or `--only pytorch`) runs that section alone and merges it into the saved results.
-Every ratio in the report comes from timings taken side by side in this one run.
+Usage: `python -m benchmarks.run [--sections explainers,tabular,...] [--quick] [--images 64] ...`
+(see `--help`). The sections (`SECTIONS`): explainer throughput on images (`explainers`) and on the
+tabular MLP (`tabular`), the ID-ExpO train step against its floors (`train_step`), the same step in
+plain PyTorch (`pytorch`), the ResNet-18 Grad-CAM step against PyTorch (`resnet_step`,
+`benchmarks.resnet_step`), the per-layer convolutions (`conv`, `benchmarks.conv`) and KernelSHAP's
+error vs budget (`error_vs_budget`). Each one run replaces its section of `--out` and its tables in
+`--doc` (`common.save_section`); the others stay. `--quick` runs tiny sizes (a smoke test) and so
+needs `--out` and `--doc` away from the measured results. `--render` only rewrites the doc's tables
+from the saved results.
 """
 
 from __future__ import annotations
@@ -14,16 +20,26 @@ import os
 import sys
 import time
 
+from benchmarks import conv, resnet_step, train_steps
+from benchmarks import error_vs_budget as evb
 from benchmarks import explainers as ex
+from benchmarks import lime_pairing, torch_compare
 from benchmarks import tabular as tab
-from benchmarks.common import machine_info, make_problem, time_interleaved
-from benchmarks.report import analysis, write_markdown
+from benchmarks.common import (DOC, RESULTS, check_quick_paths, machine_info, make_problem,
+                               save_section, time_interleaved)
 from benchmarks.torch_compare import bench_pytorch
 from benchmarks.train_steps import bench_train_steps
 
+SECTIONS = ("explainers", "train_step", "tabular", "pytorch", "resnet_step", "conv",
+            "error_vs_budget")
+MARKDOWN = {"explainers": ex.markdown, "train_step": train_steps.markdown, "tabular": tab.markdown,
+            "pytorch": torch_compare.markdown, "resnet_step": resnet_step.markdown,
+            "conv": conv.markdown, "error_vs_budget": evb.markdown_section,
+            "lime_pairing": lime_pairing.markdown_section}
 QUICK = dict(defaults=False, images=2, samples=32, segments=[16], width=8, tiny_width=None,
-             package_images=1, repeats=1, batch=2, train_batch=2, train_samples=8,
-             train_segments=16, tabular_rows=2, tabular_package_rows=1)
+             package_images=1, repeats=1, batch=2, train_batch=2, train_samples=32,
+             train_segments=16, tabular_rows=2, tabular_package_rows=1, resnet_batches=[2],
+             resnet_width=4, resnet_rss=False, conv_images=8)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,8 +62,16 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--train-samples", type=int, default=128,
                  help="LIME / KernelSHAP samples per example inside the train step")
   p.add_argument("--train-segments", type=int, default=16)
-  p.add_argument("--only", choices=("all", "image", "tabular", "pytorch", "error_vs_budget"), default="all",
-                 help="sections to run; a partial run merges into the existing --out JSON")
+  p.add_argument("--sections", type=_sections, default=list(SECTIONS),
+                 help=f"comma-separated, of {','.join(SECTIONS)} (default: all)")
+  p.add_argument("--resnet-batches", type=lambda s: [int(v) for v in s.split(",")],
+                 default=[8, 32], help="batch sizes of the ResNet-18 step")
+  p.add_argument("--resnet-width", type=int, default=64, help="ResNet-18 width (the paper's)")
+  p.add_argument("--resnet-variants", type=lambda s: tuple(s.split(",")),
+                 default=resnet_step.VARIANTS, help="steps timed in the ResNet-18 section")
+  p.add_argument("--no-resnet-rss", dest="resnet_rss", action="store_false",
+                 help="skip the ResNet-18 peak-RSS subprocesses")
+  p.add_argument("--conv-images", type=int, default=130, help="images per convolution call")
   p.add_argument("--tabular-rows", type=int, default=64,
                  help="breast-cancer test rows explained by our explainers (tabular MLP)")
   p.add_argument("--tabular-package-rows", type=int, default=16,
@@ -56,10 +80,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--no-defaults", dest="defaults", action="store_false",
                  help="skip the packages' default batching (first configuration only)")
   p.add_argument("--skip-packages", action="store_true", help="time only idexpo_jax")
-  p.add_argument("--render", metavar="JSON", help="only re-render the doc from saved results")
-  p.add_argument("--out", default="benchmarks/results.json")
-  p.add_argument("--doc", default="docs/benchmarks.md")
+  p.add_argument("--render", action="store_true",
+                 help="only rewrite the tables of --doc from the sections saved in --out")
+  p.add_argument("--out", default=RESULTS)
+  p.add_argument("--doc", default=DOC)
   args = p.parse_args(argv)
+  check_quick_paths(p, args)
   if args.quick:
     for k, v in QUICK.items():
       setattr(args, k, v)
@@ -68,6 +94,14 @@ def parse_args(argv=None) -> argparse.Namespace:
   if args.images % args.batch:
     p.error(f"--images ({args.images}) must be a multiple of --batch ({args.batch}).")
   return args
+
+
+def _sections(text: str) -> list[str]:
+  names = text.split(",")
+  bad = [n for n in names if n not in SECTIONS]
+  if bad:
+    raise argparse.ArgumentTypeError(f"unknown sections {bad}; choose from {', '.join(SECTIONS)}")
+  return names
 
 
 def _log(msg: str) -> None:
@@ -206,10 +240,40 @@ def bench_tabular(args) -> dict:
   return row
 
 
-MERGED_SECTIONS = ("tabular", "pytorch", "error_vs_budget")  # sections `--only` can rerun into saved results
+def run_explainers(args) -> dict:
+  """The image-explainer tables: one row per (width, segments) configuration."""
+  t0 = time.time()
+  section = {"machine": machine_info(), "args": vars(args), "rows": []}
+  configs = [(args.width, s) for s in args.segments]
+  if args.tiny_width:
+    configs.append((args.tiny_width, args.segments[0]))
+  for i, (width, n_segments) in enumerate(configs):
+    section["rows"].append(bench_explainers(args, width, n_segments,
+                                            with_defaults=i == 0 and args.defaults))
+  section["wall_s"] = time.time() - t0
+  return section
 
 
-def run_pytorch_section(args) -> dict:
+def run_train_step(args) -> dict:
+  """The CE and ID-ExpO steps beside their forward+backward floors (`benchmarks.train_steps`)."""
+  _log("train steps")
+  machine = machine_info()
+  problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
+  section = bench_train_steps(problem, batch_size=args.train_batch, n_segments=args.train_segments,
+                              n_samples=args.train_samples, repeats=args.repeats)
+  return {**section, "machine": machine}
+
+
+def run_tabular(args) -> dict:
+  t0 = time.time()
+  section = bench_tabular(args)
+  section["wall_s"] = time.time() - t0
+  section["args"] = {k: getattr(args, k) for k in (
+      "samples", "tabular_rows", "tabular_package_rows", "repeats", "defaults")}
+  return section
+
+
+def run_pytorch(args) -> dict:
   """Our Grad-CAM ID-ExpO step and its floor beside the same step and floor in PyTorch."""
   _log("ID-ExpO step: ours vs PyTorch (compile, then interleaved)")
   t0 = time.time()
@@ -217,9 +281,34 @@ def run_pytorch_section(args) -> dict:
   problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
   out = bench_pytorch(problem, batch_size=args.train_batch, repeats=max(args.repeats, 3))
   out["machine"] = machine
-  out["machine"]["load_average_end"] = list(os.getloadavg())
   out["wall_s"] = time.time() - t0
   return out
+
+
+def run_resnet_step(args) -> dict:
+  _log("ResNet-18 Grad-CAM step: ours vs PyTorch")
+  return resnet_step.run(batches=args.resnet_batches, repeats=args.repeats,
+                         variants=args.resnet_variants, rss=args.resnet_rss,
+                         width=args.resnet_width)
+
+
+def run_conv(args) -> dict:
+  _log("convolutions per layer")
+  return conv.run(images=args.conv_images, repeats=args.repeats,
+                  layers=conv.QUICK_LAYERS if args.quick else None)
+
+
+def run_error_vs_budget(args) -> dict:
+  _log("KernelSHAP error vs budget")
+  section = (evb.run(n_rows=2, seeds=2, budgets=(64, 256)) if args.quick else evb.run())
+  section["machine"] = machine_info()
+  evb.plot(section, os.path.join(os.path.dirname(args.doc) or ".", "error_vs_budget.png"))
+  return section
+
+
+RUN = {"explainers": run_explainers, "train_step": run_train_step, "tabular": run_tabular,
+       "pytorch": run_pytorch, "resnet_step": run_resnet_step, "conv": run_conv,
+       "error_vs_budget": run_error_vs_budget}
 
 
 def main(argv=None) -> dict:
@@ -228,59 +317,24 @@ def main(argv=None) -> dict:
   os.environ.setdefault("TQDM_DISABLE", "1")
   args = parse_args(argv)
   if args.render:
-    with open(args.render) as f:
-      results = json.load(f)
-    write_markdown(results, args.doc, analysis(results))
-    _log(f"rendered {args.render} to {args.doc}")
-    return results
-  t0 = time.time()
-  if args.only in MERGED_SECTIONS:
-    if not os.path.exists(args.out):
-      raise SystemExit(f"--only {args.only} merges into {args.out}, which does not exist: run the "
-                       "image section first (`--only image` or no --only).")
     with open(args.out) as f:
       results = json.load(f)
-  else:
-    results = {"machine": machine_info(), "args": vars(args), "explainers": []}
-    configs = [(args.width, s) for s in args.segments]
-    if args.tiny_width:
-      configs.append((args.tiny_width, args.segments[0]))
-    for i, (width, n_segments) in enumerate(configs):
-      results["explainers"].append(bench_explainers(args, width, n_segments,
-                                                    with_defaults=i == 0 and args.defaults))
-    _log("train steps")
-    problem = make_problem(n_images=max(args.train_batch, args.images), width=args.width)
-    results["train_step"] = bench_train_steps(problem, batch_size=args.train_batch,
-                                              n_segments=args.train_segments,
-                                              n_samples=args.train_samples, repeats=args.repeats)
-    results["machine"]["load_average_end"] = list(os.getloadavg())
-    results["wall_s"] = time.time() - t0
-    for section in MERGED_SECTIONS:
-      results.pop(section, None)
-  if args.only in ("all", "tabular"):
-    t1 = time.time()
-    results["tabular"] = bench_tabular(args)
-    results["tabular"]["wall_s"] = time.time() - t1
-    results["tabular"]["args"] = {k: getattr(args, k) for k in (
-        "samples", "tabular_rows", "tabular_package_rows", "repeats", "defaults")}
-  if args.only in ("all", "pytorch"):
-    results["pytorch"] = run_pytorch_section(args)
-  if args.only in ("all", "error_vs_budget"):
-    from benchmarks import error_vs_budget
-    _log("KernelSHAP error vs budget")
-    section = (error_vs_budget.run(n_rows=2, seeds=2, budgets=(64, 256)) if args.quick
-               else error_vs_budget.run())
-    section["machine"] = machine_info()
-    error_vs_budget.plot(section, os.path.join(os.path.dirname(args.doc) or ".",
-                                               "error_vs_budget.png"))
-    results["error_vs_budget"] = section
-  for path in (args.out, args.doc):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(results, f, indent=1)
-  write_markdown(results, args.doc, analysis(results))
-  _log(f"wrote {args.out} and {args.doc} in {time.time() - t0:.0f} s")
-  return results
+    for name, section in results.items():
+      if name in MARKDOWN:
+        save_section(name, section, MARKDOWN[name](section), out=args.out, doc=args.doc)
+    _log(f"rendered {args.out} to {args.doc}")
+    return results
+  t0 = time.time()
+  done = {}
+  for name in args.sections:
+    section = RUN[name](args)
+    section.setdefault("machine", machine_info())["load_average_end"] = list(os.getloadavg())
+    if name == "resnet_step":
+      section = resnet_step.merge_rows(section, args.out)
+    save_section(name, section, MARKDOWN[name](section), out=args.out, doc=args.doc)
+    done[name] = section
+    _log(f"{name}: saved to {args.out} and {args.doc} ({time.time() - t0:.0f} s so far)")
+  return done
 
 
 if __name__ == "__main__":

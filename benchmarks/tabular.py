@@ -22,13 +22,13 @@ features, one unit per feature, baseline = training mean) instead of a CNN: the 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.common import jitted_predict_proba
+from benchmarks.common import Problem, jitted_predict_proba
 from benchmarks.explainers import _per_explanation, captum_per_explanation, floor_inputs
 from idexpo_jax.data.sklearn_data import load_tabular_classification
 from idexpo_jax.explainers.lime import default_kernel_width
@@ -37,42 +37,8 @@ from idexpo_jax.models import MLP, functional, predictor_fn
 LIME_OPTIONS = {"distance": "euclidean"}
 
 
-class TabularProblem(NamedTuple):
-  """The MLP and rows every tabular explainer is timed on (the fields of `common.Problem`).
-
-  Attributes:
-    graphdef, params, rest: the split `MLP`.
-    x: test rows `(B, D)` float32.
-    y: their labels `(B,)`.
-    targets: the predicted classes `(B,)` (the explained class).
-    baseline: the training mean `(D,)` float32.
-    x_train: the training rows (for `LimeTabularExplainer`'s statistics).
-    hidden: the hidden sizes.
-  """
-
-  graphdef: Any
-  params: Any
-  rest: Any
-  x: np.ndarray
-  y: np.ndarray
-  targets: np.ndarray
-  baseline: np.ndarray
-  x_train: np.ndarray
-  hidden: tuple
-
-  def logits(self, params, xb):
-    """Logits of the JAX model, a pure function of `params` (jit it)."""
-    return predictor_fn(self.graphdef, params, self.rest)(xb)
-
-  def segments(self, n_units: int):
-    """None (one unit per feature); `n_units` must equal the number of features."""
-    if n_units != self.x.shape[1]:
-      raise ValueError(f"`n_units` must equal the {self.x.shape[1]} features; got {n_units}.")
-    return None
-
-
 def make_tabular_problem(*, n_rows: int, hidden: Sequence[int] = (50, 30), seed: int = 0,
-                         name: str = "breast_cancer") -> TabularProblem:
+                         name: str = "breast_cancer") -> Problem:
   """An `MLP` at its random initialisation and `n_rows` test rows of `name`."""
   data = load_tabular_classification(name, seed=seed)
   if not 0 < n_rows <= len(data.test.x):
@@ -83,16 +49,16 @@ def make_tabular_problem(*, n_rows: int, hidden: Sequence[int] = (50, 30), seed:
   x = data.test.x[:n_rows]
   logits = predictor_fn(graphdef, params, rest)(jnp.asarray(x))
   targets = np.asarray(jnp.argmax(logits, axis=-1), dtype=np.int32)
-  return TabularProblem(graphdef, params, rest, x, data.test.y[:n_rows], targets,
-                        np.asarray(data.mean, np.float32), data.train.x, tuple(hidden))
+  return Problem(graphdef, params, rest, x, data.test.y[:n_rows], targets,
+                 np.asarray(data.mean, np.float32), x_train=data.train.x, hidden=tuple(hidden))
 
 
-def lime_width(problem: TabularProblem) -> float:
+def lime_width(problem: Problem) -> float:
   """The kernel width of ours and of the matched packages: `lime_tabular`'s `0.75·sqrt(d)`."""
   return default_kernel_width(problem.x.shape[1], "euclidean")
 
 
-def bench_lime_base(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+def bench_lime_base(problem: Problem, *, n_samples: int, n_images: int) -> dict:
   """`lime.lime_base.LimeBase.explain_instance_with_data` on our construction (module doc)."""
   from lime.lime_base import LimeBase
   from sklearn.metrics import pairwise_distances
@@ -113,7 +79,7 @@ def bench_lime_base(problem: TabularProblem, *, n_samples: int, n_images: int) -
   return _per_explanation(explain_one, n_images)
 
 
-def bench_lime_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+def bench_lime_tabular(problem: Problem, *, n_samples: int, n_images: int) -> dict:
   """`lime.lime_tabular.LimeTabularExplainer` as users run it (Gaussian samples, module doc)."""
   from lime.lime_tabular import LimeTabularExplainer
   d = problem.x.shape[1]
@@ -129,7 +95,7 @@ def bench_lime_tabular(problem: TabularProblem, *, n_samples: int, n_images: int
   return _per_explanation(explain_one, n_images)
 
 
-def bench_shap_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+def bench_shap_tabular(problem: Problem, *, n_samples: int, n_images: int) -> dict:
   """`shap.KernelExplainer` with the baseline as its one background row, on the raw row."""
   import shap
   predict = jitted_predict_proba(problem)
@@ -155,7 +121,7 @@ def _binary_euclidean_kernel(width: float):
   return similarity
 
 
-def bench_captum_tabular(problem: TabularProblem, method: str, *, n_samples: int, n_images: int,
+def bench_captum_tabular(problem: Problem, method: str, *, n_samples: int, n_images: int,
                          perturbations_per_eval=None) -> dict:
   """captum's `Lime` / `KernelShap` on the PyTorch copy of the MLP (one unit per feature)."""
   import torch
@@ -168,7 +134,7 @@ def bench_captum_tabular(problem: TabularProblem, method: str, *, n_samples: int
       n_images=n_images, perturbations_per_eval=perturbations_per_eval)
 
 
-def bench_torch_floor_tabular(problem: TabularProblem, *, n_samples: int, n_images: int) -> dict:
+def bench_torch_floor_tabular(problem: Problem, *, n_samples: int, n_images: int) -> dict:
   """Seconds per explanation of the `N` forward passes of the PyTorch copy (captum's floor)."""
   import torch
 
@@ -184,7 +150,7 @@ def bench_torch_floor_tabular(problem: TabularProblem, *, n_samples: int, n_imag
   return _per_explanation(explain_one, n_images)
 
 
-def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
+def prepare_parts(problem: Problem, *, n_samples: int) -> dict:
   """`name -> (run, info)` for parts of our explainers, jitted and vmapped over all rows.
 
   * `lime_sampling`: LIME's Bernoulli(½) masks alone (`random_binary_masks`, as `lime` draws them);
@@ -203,7 +169,7 @@ def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
 
   import jax
 
-  from benchmarks.explainers import compile_timed
+  from benchmarks.common import timed_compile
   from idexpo_jax.explainers.kernel_shap import stratified_coalitions
   from idexpo_jax.explainers.lime import lime_samples, random_binary_masks
   from idexpo_jax.core.lstsq import constrained_least_squares, weighted_least_squares
@@ -242,7 +208,38 @@ def prepare_parts(problem: TabularProblem, *, n_samples: int) -> dict:
   info = {"n_images": len(problem.x)}
   out = {}
   for name, (fn, *args) in calls.items():
-    compiled, _ = compile_timed(fn, *args)
+    compiled, _ = timed_compile(fn, *args)
     out[name] = (functools.partial(lambda c, a: jax.block_until_ready(c(*a)), compiled, args),
                  info)
   return out
+
+
+LABELS = {"floor": "floor: B×N forward passes (jitted, one batch of all rows)",
+          "lime_package": "`lime` package (`LimeBase.explain_instance_with_data`, matched)",
+          "lime_tabular": "`lime` package (`LimeTabularExplainer`, as users run it)",
+          "shap_package": "`shap.KernelExplainer` (baseline row)"}
+PARTS = {"masked_model": "masking + model + softmax probability on given masks",
+         "lime_sampling": "LIME's bit-packed Bernoulli(½) masks",
+         "lime_samples": "LIME without its fit (masks, masking, model, kernel weights)",
+         "lime_solve": "LIME's weighted ridge fit alone",
+         "kernel_shap_sampling": "KernelSHAP's stratified coalitions",
+         "kernel_shap_solve": "KernelSHAP's constrained fit alone"}
+FLOOR_GOAL = 1.5  # the tabular MLP is cheap next to an explainer's own per-sample work
+
+
+def markdown(row: dict) -> list[str]:
+  """The tabular table (`benchmarks.run`), its goal rows, the timed parts and CPU-time ratios."""
+  from benchmarks.common import fmt_x, md_table
+  from benchmarks.explainers import METHODS, explainer_table
+  lines = [f"### {row['model']} (ReLU), breast cancer, {row['n_features']} features, "
+           f"{row['n_samples']} samples", ""]
+  lines += explainer_table(row, labels=LABELS, variants={"lime": ("lime_tabular",)},
+                           floor_goal=FLOOR_GOAL, tag=" (tabular MLP)")
+  floor = row["floor"]["per_explanation_s"]
+  parts = [[PARTS.get(k, k), fmt_x(v["per_explanation_s"] / floor)]
+           for k, v in row.get("parts", {}).items()]
+  cpu = [[f"`{m}` ÷ floor, CPU time", fmt_x(row["ratios"][f"{m}_over_floor_cpu"])]
+         for m in METHODS if f"{m}_over_floor_cpu" in row["ratios"]]
+  return lines + md_table(["part of ours (jitted and vmapped alone)", "÷ floor"], parts + cpu) + [
+      "", f"{row['n_images']} test rows in one call; kernel width {row['kernel_width']:.2f}; "
+      f"{row.get('wall_s', 0):.0f} s wall.", ""]

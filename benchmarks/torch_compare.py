@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import Problem, block, time_interleaved
-from benchmarks.compile_time import timed_compile
+from benchmarks.common import (Problem, block, fmt_s, fmt_x, md_table, time_interleaved,
+                               timed_compile)
 from benchmarks.train_steps import FRACTION, LAM, LAM2, N_STEPS, idexpo_loss
 from idexpo_jax.explainers.grad_cam import grad_cam
 from idexpo_jax.metrics.soft_curves import soft_step_counts
@@ -38,7 +38,7 @@ def _ce(logits, labels):
 
 def prepare_ours(problem: Problem, batch_size: int, *, chunk_size=None):
   """`(run, compile)` of our jitted Grad-CAM ID-ExpO step; `run()` blocks; `compile` holds the
-  wall and CPU seconds of lower and compile (`compile_time.timed_compile`)."""
+  wall and CPU seconds of lower and compile (`common.timed_compile`)."""
   xb = jnp.asarray(problem.x[:batch_size])
   yb = jnp.asarray(problem.y[:batch_size])
   optimizer = optax.sgd(1e-4, momentum=0.9, nesterov=True)
@@ -152,3 +152,26 @@ def _ratios(med: dict) -> dict:
                jax_floor_over_torch_floor=med["jax_floor"] / med["torch_floor"],
                torch_step_over_torch_floor=med["torch_step"] / med["torch_floor"])
   return out
+
+
+def markdown(pt: dict) -> list[str]:
+  """Our step and the JAX floor beside the PyTorch step and floor: wall, CPU and their ratios."""
+  t, n = pt["timings"], pt["floor_images"]
+  first = {**pt.get("torch_first_call_s", {}),
+           **{k: c["total_s"] for k, c in pt["compile"].items()}}
+  labels = {"ours": "**idexpo_jax step** (jit)", "torch_step": "plain PyTorch step (eager)",
+            "jax_floor": f"JAX floor: `jax.grad` of CE over {n} images",
+            "torch_floor": f"PyTorch floor: `backward()` of CE over {n} images"}
+  rows = []
+  for key, label in labels.items():
+    if key not in t:
+      continue
+    ratio = lambda k, base: fmt_x(t[key][k] / t[base][k]) if base in t else "–"
+    rows.append([label, fmt_s(t[key]["median_s"]), fmt_s(t[key]["cpu_median_s"]),
+                 fmt_s(first.get(key)), ratio("median_s", "jax_floor"),
+                 ratio("median_s", "torch_step"), ratio("cpu_median_s", "torch_step")])
+  return md_table(["", "s / step (wall)", "CPU s / step", "compile (ours) / first call (PyTorch)",
+                   "÷ JAX floor", "÷ PyTorch step", "÷ PyTorch step, CPU time"], rows) + [
+      "", f"B = {pt['batch_size']}, SmallCNN width {pt['width']}, n_steps = {pt['n_steps']}, "
+      f"fraction = {pt['fraction']}; median of {len(t['ours']['times_s'])} round-robin repeats; "
+      f"PyTorch {pt.get('torch_threads', '?')} threads.", ""]

@@ -1,6 +1,6 @@
 """Cost of the ID-ExpO train step vs. the forward+backward of the images it contains.
 
-The step is `make_train_step` on `CE + λ · idexpo_penalty + λ₂ · mean(φ²)` (SPEC §2.7) with
+The step is `make_train_step` on `CE + λ · idexpo_penalty + λ₂ · mean(φ²)` with
 Grad-CAM (units: pixels), LIME or KernelSHAP (units: grid segments). Per example it evaluates
 the clean image (CE), the `M` soft-insertion and `M` soft-deletion images and the clean image
 again for the deletion ratio, i.e. `2M + 2` images, plus the `N` samples of LIME / KernelSHAP
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks.common import Problem, block, time_call
+from benchmarks.common import Problem, block, fmt_s, fmt_x, md_table, time_call
 from benchmarks.explainers import our_explainer
 from idexpo_jax.explainers.grad_cam import grad_cam
 from idexpo_jax.regularisers.idexpo import IdExpo
@@ -158,3 +158,35 @@ def bench_train_steps(problem: Problem, *, batch_size: int, n_segments: int, n_s
     r["step_over_floor"] = r["step_s"] / r["floor"]["median_s"]
     results[name] = r
   return results
+
+
+STEP_GOAL = 1.5  # ID-ExpO step ≤ 1.5× the forward+backward of its images
+
+
+def markdown(ts: dict) -> list[str]:
+  """The train-step table: each step beside its forward+backward floors, and the goal rows."""
+  mib = lambda r: "–" if r["memory"]["peak_bytes"] is None else (
+      f"{r['memory']['peak_bytes'] / 2 ** 20:.0f} MiB")
+  ce = ts["ce"]
+  rows = [["plain CE", fmt_s(ce["step_s"]), fmt_s(ce["compile_s"]), mib(ce), ts["batch_size"],
+           fmt_s(ce["floor"]["median_s"]), fmt_x(ce["step_over_floor"]), "", ""]]
+  goals = []
+  names = {"grad_cam": ("ID-ExpO + Grad-CAM", "pixels"), "lime": ("ID-ExpO + LIME", "segments"),
+           "kernel_shap": ("ID-ExpO + KernelSHAP", "segments")}
+  for key, (name, unit) in names.items():
+    if key not in ts:
+      continue
+    r = ts[key]
+    cf = r["curve_floor"]["median_s"]
+    rows.append([f"{name} ({r['units']} {unit}, M = {r['soft_steps']}, N = "
+                 f"{r['samples_per_example']})", fmt_s(r["step_s"]), fmt_s(r["compile_s"]),
+                 mib(r), r["floor"]["n_images"], fmt_s(r["floor"]["median_s"]),
+                 fmt_x(r["step_over_floor"]), fmt_s(cf), fmt_x(r["step_s"] / cf)])
+    met = "yes" if r["step_over_floor"] <= STEP_GOAL else "no"
+    goals.append([f"{name} step ≤ {STEP_GOAL}× its forward+backward floor",
+                  fmt_x(r["step_over_floor"]), met])
+  return (md_table(["step", "step time", "compile", "peak memory", "floor images", "floor (f+b)",
+                    "step ÷ floor", "curve floor B·(2M+2)", "step ÷ curve floor"], rows)
+          + [""] + md_table(["goal", "measured", "met"], goals)
+          + ["", f"B = {ts['batch_size']}, n_steps = {ts['n_steps']}, fraction = "
+             f"{ts['fraction']}; peak memory from `{ce['memory']['source']}`.", ""])

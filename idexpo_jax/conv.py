@@ -98,7 +98,8 @@ def cpu_plan(in_hw: tuple[int, int], kernel_hw: tuple[int, int], strides: tuple[
 
 def _pads(padding: Padding, in_hw, kernel_hw, strides) -> tuple[tuple[int, int], ...]:
   if isinstance(padding, str):
-    return tuple(tuple(p) for p in lax.padtype_to_pads(in_hw, kernel_hw, strides, padding))
+    return tuple((int(lo), int(hi))
+                 for lo, hi in lax.padtype_to_pads(in_hw, kernel_hw, strides, padding))
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   if len(pads) != 2:
     raise ValueError(f"`padding` must be 'SAME', 'VALID' or two (low, high) pairs; got {padding}.")
@@ -241,9 +242,14 @@ def conv2d(x: Array, kernel: Array, strides: Union[int, Sequence[int]] = 1,
   if x.ndim != 4 or kernel.ndim != 4 or kernel.shape[2] != x.shape[3]:
     raise ValueError(f"`x` must be (N, H, W, C) and `kernel` (kh, kw, C, O); got "
                      f"{tuple(x.shape)} and {tuple(kernel.shape)}.")
-  strides = (strides, strides) if isinstance(strides, int) else tuple(int(s) for s in strides)
-  kernel_hw = tuple(kernel.shape[:2])
-  in_hw = tuple(x.shape[1:3])
+  if isinstance(strides, int):
+    strides = (strides, strides)
+  elif len(strides) != 2:
+    raise ValueError(f"`strides` must be an int or a pair (sh, sw); got {strides!r}.")
+  else:
+    strides = (int(strides[0]), int(strides[1]))
+  kernel_hw = (int(kernel.shape[0]), int(kernel.shape[1]))
+  in_hw = (int(x.shape[1]), int(x.shape[2]))
   pads = _pads(padding, in_hw, kernel_hw, strides)
   if method is None:
     if jax.default_backend() != "cpu":

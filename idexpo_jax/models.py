@@ -19,7 +19,7 @@ a pure `Predictor` from params inside a jitted loss.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 from flax import nnx
@@ -40,15 +40,28 @@ def check_images(x: Array, channels: int) -> None:
 class MLP(nnx.Module):
   """Multi-layer perceptron on `(B, D)` inputs (inputs of higher rank are flattened).
 
-  `kernel_init` is the weight initialiser of every layer (default: Flax's LeCun normal;
-  `jax.nn.initializers.glorot_uniform()` is Xavier's, as in ExpO's MLPs); biases start at 0.
+  Args:
+    in_features: `D`, the features of one (flattened) input.
+    num_classes: `K`, the outputs (logits; 1 for a regression model).
+    hidden: the widths of the hidden layers (ExpO's UCI networks: `(200, 200, 200)`).
+    activation: the nonlinearity after every hidden layer.
+    kernel_init: the weight initialiser of every layer (default: Flax's LeCun normal;
+      `jax.nn.initializers.glorot_uniform()` is Xavier's, as in ExpO's MLPs); biases start at 0.
+    rngs: the parameters' random streams (`nnx.Rngs(seed)`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> mlp = MLP(4, 3, hidden=(8,), rngs=nnx.Rngs(0))
+    >>> mlp(jnp.ones((2, 4))).shape
+    (2, 3)
   """
 
   def __init__(self, in_features: int, num_classes: int, *, hidden: Sequence[int] = (50, 30),
                activation: Callable = jax.nn.relu, kernel_init: Callable | None = None,
                rngs: nnx.Rngs):
     sizes = [in_features, *hidden]
-    kw = {} if kernel_init is None else {"kernel_init": kernel_init}
+    kw: dict[str, Any] = {} if kernel_init is None else {"kernel_init": kernel_init}
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs, **kw)
                             for a, b in zip(sizes[:-1], sizes[1:])])
     self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs, **kw)
@@ -74,9 +87,24 @@ class MLP(nnx.Module):
 class SmallCNN(nnx.Module):
   """A small CNN for 8×8 to 32×32 images: conv-conv-pool features, conv-GAP-linear head.
 
-  `pool` is the side (and stride) of the average pooling that ends the features: 2 by default;
-  4 on 28×28 digits gives 7×7 feature maps (Grad-CAM cells of 4×4 pixels) and a receptive field
-  of the head's convolution that spans most of a digit.
+  `features(x)` (two 3×3 convolutions with ReLU, then average pooling) is the map Grad-CAM
+  explains; `head(a)` (a 3×3 convolution, global average pooling, a linear layer) gives logits.
+
+  Args:
+    in_channels: the image channels `C` of `(B, H, W, C)` inputs (channels last).
+    num_classes: `K`, the logits.
+    width: the channels of the first convolution (the others have `2·width`).
+    pool: the side (and stride) of the average pooling that ends the features: 2 by default;
+      4 on 28×28 digits gives 7×7 feature maps (Grad-CAM cells of 4×4 pixels) and a receptive
+      field of the head's convolution that spans most of a digit.
+    rngs: the parameters' random streams (`nnx.Rngs(seed)`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> cnn = SmallCNN(1, 10, width=8, rngs=nnx.Rngs(0))
+    >>> cnn.features(jnp.ones((2, 8, 8, 1))).shape
+    (2, 4, 4, 16)
   """
 
   def __init__(self, in_channels: int, num_classes: int, *, width: int = 32, pool: int = 2,
@@ -123,12 +151,23 @@ class BasicBlock(nnx.Module):
   def __call__(self, x: Array) -> Array:
     y = jax.nn.relu(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
-    short = x if self.proj is None else self.proj_bn(self.proj(x))
+    short = x if self.proj is None or self.proj_bn is None else self.proj_bn(self.proj(x))
     return jax.nn.relu(y + short)
 
 
 class ResNet18(nnx.Module):
-  """CIFAR ResNet-18 (He et al., 2016): 3×3 stem, stages of 64/128/256/512 channels."""
+  """CIFAR ResNet-18 (He et al., CVPR 2016): 3×3 stem, stages of 64/128/256/512 channels.
+
+  Args:
+    in_channels: the image channels of `(B, H, W, C)` inputs.
+    num_classes: `K`, the logits.
+    width: the channels of the stem and the first stage (the stages have 1, 2, 4, 8 × `width`).
+    feature_stage: the number of residual stages in `features` (the Grad-CAM layer); the rest and
+      the classifier are `head`. 2: the second stage, the ID-ExpO paper's CIFAR-10 layer.
+    stem_stride: the stride of the stem convolution (2 halves every map: 8×8 features on 32×32
+      inputs at `feature_stage=2`).
+    rngs: the parameters' random streams (`nnx.Rngs(seed)`).
+  """
 
   def __init__(self, in_channels: int = 3, num_classes: int = 10, *, width: int = 64,
                feature_stage: int = 2, stem_stride: int = 1, rngs: nnx.Rngs):

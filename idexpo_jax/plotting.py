@@ -3,7 +3,7 @@
 Functions take NumPy-compatible arrays and an output path; matplotlib is imported inside each
 function with the non-interactive Agg backend, so importing this module needs no matplotlib.
 With `path=None` a function returns the `matplotlib.figure.Figure` instead of writing a PNG
-(the caller closes it), e.g. to adjust it or to check its layout with `text_overlaps`.
+(the caller closes it), e.g. to adjust it or to check its layout.
 
 * `plot_heatmaps`: images with attribution maps, one row per model or explainer. Signed maps
   (LIME, KernelSHAP) use a diverging colormap centred at 0 with symmetric limits ±max|φ|
@@ -14,7 +14,6 @@ With `path=None` a function returns the `matplotlib.figure.Figure` instead of wr
 * `plot_curves`: mean insertion and deletion curves with a shaded band.
 * `plot_scatter`: one metric against another, one series per method, point labels placed so that
   they do not overprint each other, the markers or the legend (outside the axes).
-* `text_overlaps`: the pairs of drawn texts of a figure whose boxes intersect.
 
 All figures use constrained layout, so titles, labels and colorbars do not overlap.
 """
@@ -419,54 +418,3 @@ def plot_scatter(series: Mapping[str, tuple], path: Optional[str], *, xlabel: st
     _place_labels(ax, [p for p, _, _ in labelled], [t for _, t, _ in labelled],
                   colors=[c for _, _, c in labelled], obstacles=obstacles)
   return _finish(fig, path)
-
-
-def text_overlaps(fig, *, tolerance: float = 0.5) -> list[tuple[str, str]]:
-  """Pairs of drawn, non-empty texts of `fig` whose window boxes intersect by > `tolerance` px.
-
-  Covers titles, axis and tick labels (ticks inside the view limits only), annotations,
-  legends and colorbar labels. An empty list means nothing is overprinted.
-  """
-  import matplotlib.text
-  fig.canvas.draw()
-  renderer = fig.canvas.get_renderer()
-  hidden = set()
-  for ax in fig.axes:
-    for axis in (ax.xaxis, ax.yaxis):
-      lo, hi = sorted(axis.get_view_interval())
-      eps = 1e-9 * max(1.0, abs(hi - lo))
-      for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-        if not lo - eps <= tick.get_loc() <= hi + eps:
-          hidden.update((id(tick.label1), id(tick.label2)))
-  boxes = []
-  for t in fig.findobj(matplotlib.text.Text):
-    if id(t) in hidden or not t.get_visible() or not t.get_text().strip():
-      continue
-    if any(not a.get_visible() for a in _ancestors(t)):
-      continue
-    bb = matplotlib.text.Text.get_window_extent(t, renderer)  # the text, not an arrow
-    if bb.width <= 0 or bb.height <= 0:
-      continue
-    boxes.append((t.get_text(), bb))
-  pairs = []
-  for i in range(len(boxes)):
-    for j in range(i + 1, len(boxes)):
-      a, b = boxes[i][1], boxes[j][1]
-      w = min(a.x1, b.x1) - max(a.x0, b.x0)
-      h = min(a.y1, b.y1) - max(a.y0, b.y0)
-      if w > tolerance and h > tolerance:
-        pairs.append((boxes[i][0], boxes[j][0]))
-  return pairs
-
-
-def _ancestors(artist):
-  """The axes and axis objects a text belongs to (a hidden one hides the text)."""
-  out = []
-  ax = artist.axes
-  if ax is not None:
-    out.append(ax)
-    for axis in (ax.xaxis, ax.yaxis):
-      for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-        if artist is tick.label1 or artist is tick.label2:
-          out += [axis, tick]
-  return out

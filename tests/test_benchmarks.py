@@ -1,4 +1,7 @@
-"""Tests of the benchmark harness (`benchmarks/`): the PyTorch copy of SmallCNN and a tiny run."""
+"""Tests of the benchmark harness (`benchmarks/`): the PyTorch copies, the results writer and tiny
+runs of `make bench`'s sections."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +10,9 @@ import pytest
 from flax import nnx
 
 from benchmarks import explainers as ex
-from benchmarks.common import jitted_masked_prob, jitted_predict_proba, make_problem
-from benchmarks.report import write_markdown
+from benchmarks import run as bench_run
+from benchmarks.common import (jitted_masked_prob, jitted_predict_proba, make_problem, md_table,
+                               save_section)
 from benchmarks.run import explainer_ratios
 from benchmarks.train_steps import _time_step, ce_loss
 from idexpo_jax.models import MLP, SmallCNN, functional, predictor_fn
@@ -114,20 +118,69 @@ def test_tiny_bench_runs_and_reports(tmp_path):
                   (jnp.asarray(problem.x), jnp.asarray(problem.y)), repeats=1)
   n_params = sum(a.size for a in jax.tree.leaves(problem.params))
   assert ce["memory"]["peak_bytes"] is None or ce["memory"]["peak_bytes"] >= 4 * n_params
-  ce.update(floor={"median_s": ce["step_s"], "n_images": 2}, step_over_floor=1.0)
-  results = {"machine": {"cpu": "test cpu", "cores": 2, "platform": "p", "jax_device": "cpu",
-                         "load_average": [0.0], "versions": {k: "0" for k in (
-                             "jax", "flax", "torch", "captum", "lime", "shap", "numpy",
-                             "scikit-learn")}},
-             "args": {"images": 2, "batch": 2, "package_images": 1, "width": 4},
-             "explainers": [row], "wall_s": 1.0,
-             "train_step": {"batch_size": 2, "n_steps": 64, "fraction": 0.5, "ce": ce}}
-  path = tmp_path / "bench.md"
-  write_markdown(results, str(path))
-  text = path.read_text()
-  for label in ("test cpu", "`lime` package", "shap.KernelExplainer", "captum `Lime`",
-                "captum `KernelShap`", "plain CE", "No GPU"):
+  text = "\n".join(ex.markdown({"rows": [row], "args": {"images": 2}}))
+  for label in ("`lime` package", "shap.KernelExplainer", "captum `Lime`", "captum `KernelShap`",
+                "`lime` ≤ 1.3× floor"):
     assert label in text
+
+
+def test_md_table_and_save_section_keep_the_other_sections_and_the_prose(tmp_path):
+  assert md_table(["a", "b"], [[1, "x"], ["y", 2.5]]) == [
+      "| a | b |", "| --- | ---: |", "| 1 | x |", "| y | 2.5 |"]
+  out, doc = tmp_path / "r.json", tmp_path / "b.md"
+  out.write_text(json.dumps({"other": {"v": 1}, "conv": {"old": True}}))
+  doc.write_text("# T\n\nprose before\n<!-- bench:conv -->\nold table\n<!-- /bench:conv -->\n"
+                 "prose after\n")
+  machine = {"cpu": "test cpu", "cores": 3, "jax_device": "cpu", "versions": {"jax": "9"},
+             "load_average": [1.0], "load_average_end": [2.0]}
+  for _ in range(2):  # the second save replaces the first, it does not add another copy
+    save_section("conv", {"new": 1, "machine": machine}, ["| new table |"], out=str(out),
+                 doc=str(doc))
+  assert json.loads(out.read_text()) == {"other": {"v": 1}, "conv": {"new": 1, "machine": machine}}
+  want = ("# T\n\nprose before\n<!-- bench:conv -->\n| new table |\nMeasured on test cpu, 3 cores, "
+          "cpu, jax 9, torch ?; load average 1.0 at start, 2.0 at end.\n\n<!-- /bench:conv -->\n"
+          "prose after\n")
+  assert doc.read_text() == want
+  save_section("fresh", {}, ["t"], out=str(out), doc=str(doc))  # no markers yet: appended
+  assert doc.read_text() == want + "\n## fresh\n\n<!-- bench:fresh -->\nt\n<!-- /bench:fresh -->\n"
+  with pytest.raises(ValueError, match="name"):
+    save_section("a b", {}, [], out=str(out), doc=str(doc))
+
+
+def test_quick_run_refuses_the_measured_results():
+  for argv in (["--quick"], ["--quick", "--out", "x.json"]):
+    with pytest.raises(SystemExit):
+      bench_run.parse_args(argv)
+  with pytest.raises(SystemExit):
+    bench_run.parse_args(["--sections", "conv,nope"])
+
+
+def test_quick_make_bench_saves_conv_and_resnet_sections(tmp_path):
+  """`make bench`'s ResNet-18 and convolution sections, tiny, through `benchmarks.run`; the
+  ResNet step of ours is left out here (its compile takes minutes; tests/test_resnet_step.py
+  checks its loss against these PyTorch steps)."""
+  _torch()
+  out, doc = tmp_path / "r.json", tmp_path / "b.md"
+  out.write_text(json.dumps({"explainers": {"kept": 1}}))
+  doc.write_text("hand-written\n<!-- bench:conv -->\n<!-- /bench:conv -->\n")
+  bench_run.main(["--quick", "--sections", "conv,resnet_step", "--resnet-variants",
+                  "torch_loop,torch_vectorised", "--out", str(out), "--doc", str(doc)])
+  results = json.loads(out.read_text())
+  assert results["explainers"] == {"kept": 1}
+  (row,) = results["resnet_step"]["rows"]
+  assert row["batch_size"] == 2 and results["resnet_step"]["width"] == 4
+  assert set(row["timings"]) == {"torch_loop", "torch_vectorised"}
+  # The per-example first-order loop and the vectorised second-order step: the same loss.
+  assert row["loss0"]["torch_loop"] == pytest.approx(row["loss0"]["torch_vectorised"], rel=1e-5)
+  assert all(t["wall_s"] > 0 and t["cpu_s"] > 0 for t in row["timings"].values())
+  layers = results["conv"]["rows"]
+  assert [r["layer"] for r in layers] == ["tiny 1×1 s2", "tiny 3×3"]
+  # GFLOP of a 1×1 stride-2 convolution of 8 images 4×4×8 -> 2×2×16: 2·8·2·2·16·8 flops.
+  assert layers[0]["gflop"] == pytest.approx(2 * 8 * 2 * 2 * 16 * 8 / 1e9)
+  text = doc.read_text()
+  assert text.startswith("hand-written\n<!-- bench:conv -->\n| layer, part |")
+  assert text.count("<!-- bench:conv -->") == 1 and "<!-- bench:resnet_step -->" in text
+  assert "PyTorch, per-example CAM loop" in text and "tiny 3×3 (8×8) dw" in text
 
 
 def _jax_like(grads_torch: dict, name: str, kind: str) -> np.ndarray:

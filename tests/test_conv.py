@@ -169,3 +169,16 @@ def test_models_match_the_lax_convolution(make, shape):
   a, b = loss(gf, rf)(ps), loss(gs, rs)(ps)
   for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(u, v, **f32(float(jnp.abs(v).max())))
+
+
+@pytest.mark.parametrize("bad, match", [((1, 1, 1), "strides"), ((1,), "strides")])
+def test_conv2d_rejects_strides_that_are_not_a_pair(bad, match):
+  x, w = _data(4, 3)
+  with pytest.raises(ValueError, match=match):
+    C.conv2d(x, w, bad, "SAME")
+
+
+def test_conv2d_rejects_mismatched_shapes():
+  x, w = _data(4, 3, cin=3)
+  with pytest.raises(ValueError, match="kernel"):
+    C.conv2d(x, w[:, :, :2], 1, "SAME")

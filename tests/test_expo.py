@@ -107,18 +107,24 @@ def test_regression_values_as_vector_or_column(reg):
   np.testing.assert_allclose(_run(reg, square), _run(reg, lambda xb: square(xb)[:, None]), **F32)
 
 
-@pytest.mark.parametrize("reg", (expo_fidelity_1d, expo_stability))
+@pytest.mark.parametrize("reg", REGULARISERS)
 def test_classification_outputs(reg):
-  """"predicted_prob" fits the probability of the class predicted at the clean x.
+  """"prob" fits the probability of the class predicted at the clean x, "probs" every class's.
 
-  With a margin so large that no neighbour changes class, it is the fit of that column.
+  With a margin so large that no neighbour changes class, "prob" is the fit of that column;
+  "probs" ("logits") equals "raw" on a model that returns the softmax (the logits) itself.
   """
   logits = lambda xb: jnp.stack([square(xb), square(xb) + 20.0], axis=-1)  # noqa: E731
   p1 = lambda xb: jax.nn.softmax(logits(xb), axis=-1)[:, 1]  # noqa: E731
-  np.testing.assert_allclose(_run(reg, logits, output="predicted_prob"), _run(reg, p1),
-                             rtol=1e-5)
-  prob = _run(reg, logits, output="prob")
-  assert np.isfinite(prob) and prob >= 0
+  np.testing.assert_allclose(_run(reg, logits, output="prob"), _run(reg, p1), rtol=1e-5)
+  np.testing.assert_allclose(_run(reg, logits, output="log_prob"),
+                             _run(reg, lambda xb: jnp.log(p1(xb))), rtol=1e-4, atol=1e-12)
+  curved = lambda xb: jnp.stack([square(xb), jnp.sin(xb[:, 0])], axis=-1)  # noqa: E731
+  probs = lambda xb: jax.nn.softmax(curved(xb), axis=-1)  # noqa: E731
+  got = _run(reg, curved, output="probs")
+  assert got > 0
+  np.testing.assert_allclose(got, _run(reg, probs), **F32)
+  np.testing.assert_allclose(_run(reg, curved, output="logits"), _run(reg, curved), **F32)
 
 
 @pytest.mark.parametrize("reg, kwargs, name", [
@@ -130,7 +136,9 @@ def test_classification_outputs(reg):
     (expo_stability, dict(n_neighbors=0), "`n_neighbors`"),
     (expo_fidelity, dict(sigma=0.0), "`sigma`"),
     (expo_stability, dict(radius=-1.0), "`radius`"),
-    (expo_fidelity_1d, dict(output="logits"), "`output`"),
+    (expo_fidelity_1d, dict(output="logit_mean"), "`output`"),
+    (expo_fidelity, dict(output="predicted_prob"), "`output`"),
+    (expo_stability, dict(logits_fn=square, output="probs"), "`output='probs'`"),
     (expo_stability, dict(logits_fn=lambda xb: xb[:, :, None]), "`logits_fn`"),
 ])
 def test_bad_input_raises_naming_the_argument(reg, kwargs, name):

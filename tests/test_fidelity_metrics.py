@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from idexpo_jax.metrics.fidelity import (expo_metrics, expo_metrics_batch, explanation_stability,
-                                         neighborhood_fidelity, point_fidelity)
+from idexpo_jax.metrics.fidelity import (expo_metrics, expo_metrics_batch, expo_scores,
+                                         explanation_stability, neighborhood_fidelity,
+                                         point_fidelity)
 from idexpo_jax.explainers.local_linear import gaussian_neighbors, local_linear
 from tolerances import F32
 
@@ -42,6 +43,46 @@ def test_point_and_neighbourhood_fidelity_equal_float64_numpy(x64):
   xn, c = np.asarray(x), np.asarray(coef)
   np.testing.assert_allclose(pf, (xn @ c + 0.7 - f(xn)) ** 2, rtol=1e-12)
   np.testing.assert_allclose(nf, np.mean((xs @ c + 0.7 - f(xs)) ** 2), rtol=1e-12)
+
+
+def test_expo_scores_equal_float64_loops_for_several_outputs(x64):
+  """The one formula of PF, NF and S from explanations and values, against plain loops."""
+  rng = np.random.default_rng(0)
+  x, coef, intercept = rng.normal(size=D), rng.normal(size=(D, 2)), rng.normal(size=2)
+  f_x, xs, f_xs = rng.normal(size=2), rng.normal(size=(4, D)), rng.normal(size=(4, 2))
+  coefs = rng.normal(size=(3, D, 2))
+  with x64():
+    out = expo_scores(*map(jnp.asarray, (x, coef, intercept, f_x, xs, f_xs, coefs)))
+    no_st = expo_scores(*map(jnp.asarray, (x, coef, intercept, f_x, xs, f_xs)))
+  e = lambda p: sum(p[d] * coef[d] for d in range(D)) + intercept  # noqa: E731
+  sq = lambda v: float(sum(t * t for t in v))  # noqa: E731
+  np.testing.assert_allclose(out["pf"], sq(e(x) - f_x), rtol=1e-12)
+  np.testing.assert_allclose(out["nf"], np.mean([sq(e(p) - v) for p, v in zip(xs, f_xs)]),
+                             rtol=1e-12)
+  np.testing.assert_allclose(out["stability"],
+                             np.mean([sq((c - coef).ravel()) for c in coefs]), rtol=1e-12)
+  assert set(no_st) == {"pf", "nf"} and no_st["nf"] == out["nf"]
+
+
+def test_one_class_output_scores_the_class_predicted_at_x():
+  """output="prob" without a target: the probability of the class predicted at x, at x and at
+  every neighbour (a neighbour predicted otherwise still scores x's class)."""
+  w = jnp.asarray([[1.0, -1.0], [0.5, 0.0], [0.0, 2.0]])
+  fn = lambda xb: xb @ w  # noqa: E731
+  coef, intercept = jnp.zeros(D), jnp.asarray(0.3)
+  logits = np.asarray(X, np.float64) @ np.asarray(w, np.float64)
+  k = int(np.argmax(logits))
+  p = np.exp(logits[k]) / np.exp(logits).sum()
+  np.testing.assert_allclose(point_fidelity(fn, X, coef, intercept, output="prob"),
+                             (p - 0.3) ** 2, **F32)
+  key = jax.random.key(0)
+  xs = np.asarray(gaussian_neighbors(X, key, n=5, sigma=2.0), np.float64)
+  lx = xs @ np.asarray(w, np.float64)
+  px = np.exp(lx[:, k]) / np.exp(lx).sum(1)
+  assert (lx.argmax(1) != k).any()  # some neighbours predict the other class
+  np.testing.assert_allclose(
+      neighborhood_fidelity(fn, X, coef, intercept, key, n_neighbors=5, sigma=2.0, output="prob"),
+      np.mean((px - 0.3) ** 2), **F32)
 
 
 def test_multi_output_fidelity_sums_over_outputs():
@@ -120,6 +161,7 @@ def test_batch_matches_single_examples_and_same_key_same_output():
     (neighborhood_fidelity, dict(intercept=jnp.ones((2,))), "`coef`"),
     (neighborhood_fidelity, dict(sigma=0.0), "`sigma`"),
     (point_fidelity, dict(output="softmax"), "`output`"),
+    (neighborhood_fidelity, dict(output="predicted_prob"), "`output`"),
 ])
 def test_bad_input_raises_naming_the_argument(fn, kwargs, name):
   args = dict(x=X, coef=jnp.ones((D,)), intercept=jnp.zeros(()))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from idexpo_jax.explainers.local_linear import gaussian_neighbors, local_linear, local_linear_fit, model_outputs
+from idexpo_jax.explainers.local_linear import (gaussian_neighbors, local_linear, local_linear_fit,
+                                                model_outputs)
 from tolerances import F32
 
 D = 3
@@ -73,14 +74,52 @@ def test_matches_lime_package_and_closed_form():
 def test_classification_outputs():
   logits_fn = lambda xb: xb @ W  # noqa: E731
   key = jax.random.key(2)
-  coef_all, int_all = local_linear(logits_fn, X, key, output="prob", n_samples=100)
+  coef_all, int_all = local_linear(logits_fn, X, key, output="probs", n_samples=100)
   pred = int(jnp.argmax(logits_fn(X[None])[0]))
-  coef_one, int_one = local_linear(logits_fn, X, key, output="predicted_prob", n_samples=100)
+  coef_one, int_one = local_linear(logits_fn, X, key, output="prob", n_samples=100)
   assert coef_all.shape == (D, 2) and coef_one.shape == (D,)
   np.testing.assert_allclose(coef_one, coef_all[:, pred], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(int_one, int_all[pred], rtol=1e-5, atol=1e-6)
-  probs = model_outputs(logits_fn, X[None], output="predicted_prob", target=1 - pred)
+  probs = model_outputs(logits_fn, X[None], output="prob", target=1 - pred)
   np.testing.assert_allclose(probs, jax.nn.softmax(logits_fn(X[None]))[:, 1 - pred], **F32)
+
+
+def _softmax64(logits):
+  z = np.asarray(logits, np.float64)
+  e = np.exp(z - z.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def test_output_vocabulary_against_float64_numpy():
+  """Every word of the vocabulary: every class ("probs", "logits", "raw" without a target) or one
+  class (the target, else the class predicted at each row)."""
+  w3 = jnp.asarray([[0.5, -1.0, 0.2], [2.0, 0.3, -0.4], [-0.7, 1.1, 0.9]], jnp.float32)
+  xb = jnp.stack([X, -X, 2 * X, jnp.ones(D)])
+  fn = lambda z: z @ w3  # noqa: E731
+  logits = np.asarray(xb, np.float64) @ np.asarray(w3, np.float64)
+  probs = _softmax64(logits)
+  pred = logits.argmax(-1)
+  rows = np.arange(len(pred))
+  np.testing.assert_allclose(model_outputs(fn, xb, output="probs"), probs, **F32)
+  for name in ("logits", "raw"):
+    np.testing.assert_allclose(model_outputs(fn, xb, output=name), logits, **F32)
+  np.testing.assert_allclose(model_outputs(fn, xb, output="prob"), probs[rows, pred], **F32)
+  np.testing.assert_allclose(model_outputs(fn, xb, output="log_prob"),
+                             np.log(probs[rows, pred]), **F32)
+  np.testing.assert_allclose(model_outputs(fn, xb, output="logit"), logits[rows, pred], **F32)
+  np.testing.assert_allclose(model_outputs(fn, xb, output="raw", target=2), logits[:, 2], **F32)
+  np.testing.assert_allclose(model_outputs(fn, xb, output="log_prob", target=jnp.asarray(
+      [0, 1, 2, 0])), np.log(probs[rows, [0, 1, 2, 0]]), **F32)
+  with pytest.raises(ValueError, match="`target`"):
+    model_outputs(fn, xb, output="probs", target=1)
+
+
+def test_one_class_functions_reject_the_every_class_words():
+  """"probs"/"logits" (every class) are not scores of one class: the one-class functions raise."""
+  from idexpo_jax.core.predictor import target_scores
+  for name in ("probs", "logits"):
+    with pytest.raises(ValueError, match=f"`output`.*{name!r} gives every class"):
+      target_scores(lambda xb: xb @ W, X[None], 0, output=name)
 
 
 def test_regression_values_as_vector_or_column():
@@ -106,11 +145,13 @@ def test_same_key_same_output_and_neighbours():
 @pytest.mark.parametrize("kwargs, name", [
     (dict(x=jnp.ones((2, D))), "`x`"),
     (dict(x=jnp.ones((D,), jnp.int32)), "`x`"),
-    (dict(output="logit"), "`output`"),
+    (dict(output="softmax"), "`output`"),
+    (dict(output="predicted_prob"), "`output`"),
     (dict(n_samples=1), "`n_samples`"),
     (dict(kernel_width=0.0), "`kernel_width`"),
     (dict(logits_fn=lambda xb: xb[:, :, None]), "`logits_fn`"),
-    (dict(logits_fn=cubic, output="prob"), "`output="),
+    (dict(logits_fn=cubic, output="probs"), "`output='probs'`"),
+    (dict(logits_fn=cubic, output="prob"), "`output='prob'`"),
 ])
 def test_bad_input_raises_naming_the_argument(kwargs, name):
   args = dict(logits_fn=lambda xb: xb @ W, x=X, key=jax.random.key(0))
@@ -202,19 +243,19 @@ def test_empty_batch_raises():
     model_outputs(lambda xb: xb, jnp.ones((0, 3)))
 
 
-def test_predicted_prob_target_out_of_range_raises_or_gives_nan():
+def test_one_class_target_out_of_range_raises_or_gives_nan():
   """A concrete class outside [0, K) raises naming `target`; a traced one poisons its rows."""
   xb = jnp.stack([X, -X])
   fn = lambda z: z @ W  # noqa: E731
   with pytest.raises(ValueError, match="`target`"):
-    model_outputs(fn, xb, output="predicted_prob", target=2)
+    model_outputs(fn, xb, output="prob", target=2)
   with pytest.raises(ValueError, match="`target`"):
-    model_outputs(fn, xb, output="predicted_prob", target=jnp.asarray([0, 1, 1]))
-  out = jax.jit(lambda t: model_outputs(fn, xb, output="predicted_prob", target=t))(
+    model_outputs(fn, xb, output="prob", target=jnp.asarray([0, 1, 1]))
+  out = jax.jit(lambda t: model_outputs(fn, xb, output="prob", target=t))(
       jnp.asarray([1, 5]))
   prob = jax.nn.softmax(fn(xb), axis=-1)
   np.testing.assert_allclose(out[0], prob[0, 1], **F32)
   assert np.isnan(out[1])
   coef, _ = jax.jit(lambda t: local_linear(fn, X, jax.random.key(0), n_samples=20,
-                                           output="predicted_prob", target=t))(7)
+                                           output="prob", target=t))(7)
   assert np.isnan(coef).all()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from idexpo_jax import plotting
+from plot_checks import text_overlaps
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -187,7 +188,7 @@ def test_text_overlaps_detects_overprinting():
   fig, ax = plt.subplots()
   ax.text(0.5, 0.5, "first label")
   ax.text(0.5, 0.5, "second label")
-  assert ("first label", "second label") in plotting.text_overlaps(fig)
+  assert ("first label", "second label") in text_overlaps(fig)
   plt.close(fig)
 
 
@@ -223,5 +224,5 @@ def test_no_overlapping_text_in_any_figure():
                                      None, vline=0.5, title="insertion"),
   }
   for name, fig in figs.items():
-    assert plotting.text_overlaps(fig) == [], name
+    assert text_overlaps(fig) == [], name
     plt.close(fig)

@@ -143,7 +143,7 @@ def test_expo_penalties_on_the_reference_conventions():
   np.testing.assert_allclose(got, want, rtol=1e-5)
   cfg.expo_output, cfg.expo_input_scale = "prob", 1.0  # the convention before 2026-11-30
   got = study.make_penalty("expo_stability", cfg)(f, x, None, key)[0]
-  np.testing.assert_allclose(got, expo_stability(f, xf, key, radius=0.05, output="prob")[0],
+  np.testing.assert_allclose(got, expo_stability(f, xf, key, radius=0.05, output="probs")[0],
                              rtol=1e-5)
   cfg.expo_output = "logits"
   with pytest.raises(ValueError, match="expo_output"):

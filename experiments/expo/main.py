@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
-from experiments.expo.regularisers import regulariser
+from experiments.common.expo import NAMES, member, regulariser, select_c
 from idexpo_jax.data.sklearn_data import load_regression
 from idexpo_jax.metrics.fidelity import expo_metrics_batch
 from idexpo_jax.explainers.local_linear import local_linear
@@ -42,8 +42,6 @@ from idexpo_jax.training.train import init_train_state, make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/expo/configs/default.py")
 
-NAMES = {"none": "None", "expo_fidelity": "ExpO-Fidelity", "expo_fidelity_1d": "ExpO-1D-Fidelity",
-         "expo_stability": "ExpO-Stability"}
 METRICS = ("mse", "pf", "nf", "stability")
 ROWS = {"mse": "MSE", "pf": "LIME PF", "nf": "LIME NF", "stability": "LIME Stability"}
 
@@ -78,7 +76,7 @@ def train_step(cfg, graphdef, rest, method: str):
     reg = regulariser(cfg, method)
     rb = cfg.train.reg_batch_size
 
-    def member(params, lam, x, y, rng):
+    def one_member(params, lam, x, y, rng):
       f = predictor_fn(graphdef, params, rest)
       loss = mse(f, x, y)
       if reg is None:
@@ -88,7 +86,7 @@ def train_step(cfg, graphdef, rest, method: str):
 
     def loss_fn(params, batch, rng):
       x, y, lam = batch
-      loss, (m, r) = jax.vmap(member, in_axes=(0, 0, None, None, None))(params, lam, x, y, rng)
+      loss, (m, r) = jax.vmap(one_member, in_axes=(0, 0, None, None, None))(params, lam, x, y, rng)
       return loss.sum(), {"mse": m.mean(), "reg": r.mean()}
 
     _CACHE[key] = make_train_step(loss_fn, optax.adam(cfg.train.lr))
@@ -181,18 +179,6 @@ def explanation_metrics(cfg, graphdef, rest, params, x: np.ndarray, key, *, n_sa
   return {k: float(np.mean(np.concatenate([o[k] for o in out]))) for k in out[0]}
 
 
-def member(params, i: int):
-  return jax.tree.map(lambda p: p[i], params)
-
-
-def select(cfg, method, val_mse, val_metric, none_val_mse):
-  """Index of the chosen `c` on validation (see `configs/default.py`)."""
-  ok = val_mse <= (1.0 + cfg.select.mse_tolerance) * none_val_mse
-  if not ok.any():
-    return int(np.argmin(val_mse))
-  return int(np.argmin(np.where(ok, val_metric, np.inf)))
-
-
 def run_seed(cfg, name: str, seed: int, bar) -> dict:
   """All methods on one data set and seed: selection on validation, metrics on test."""
   ds = load_regression(name, seed=seed, n_samples=cfg.n_samples)
@@ -225,8 +211,8 @@ def run_seed(cfg, name: str, seed: int, bar) -> dict:
     val = [explanation_metrics(cfg, graphdef, rest, member(best, i), val_x, k_val,
                                n_samples=cfg.eval.lime_samples, stability=target == "stability")
            for i in range(len(lams))]
-    idx = 0 if reg is None else select(cfg, method, val_mse, np.asarray([v[target] for v in val]),
-                                       none_val)
+    idx = 0 if reg is None else select_c(cfg, val_mse, np.asarray([v[target] for v in val]),
+                                         none_val)
     chosen = member(best, idx)
     bar.set_postfix_str(f"{name} seed {seed} {method}: test metrics")
     test = explanation_metrics(cfg, graphdef, rest, chosen, ds.test.x, k_test,

@@ -34,16 +34,13 @@ from ml_collections import config_flags
 
 from experiments.common.compilation_cache import enable_compilation_cache
 from experiments.common.config_check import validate_config
-from experiments.expo.regularisers import regulariser
-
+from experiments.common.expo import NAMES, member, regulariser, select_c
 from idexpo_jax.data.mlxtend_data import load_uci_table, split_standardize
 from idexpo_jax.explainers.local_linear import local_linear_fit
 from idexpo_jax.explainers.maple import fit_maple, maple_metrics
+from idexpo_jax.metrics.fidelity import coef_change, expo_scores
 from idexpo_jax.models import MLP, functional, predictor_fn
 
-
-NAMES = {"none": "None", "expo_fidelity": "ExpO-Fidelity", "expo_fidelity_1d": "ExpO-1D-Fidelity",
-         "expo_stability": "ExpO-Stability"}
 CELLS = ("mse", "lime_pf", "lime_nf", "lime_s", "maple_pf", "maple_nf", "maple_s")
 EXTRA_CELLS = ("lime_s_redraw", "lime_instance_pf", "lime_instance_nf", "lime_instance_s")
 
@@ -195,7 +192,8 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
   (common random numbers): it measures how the explanation moves with the input, without LIME's
   sampling noise. With `redraw`, `s_redraw = ‖coef(x; ε') − coef(x; ε)‖²` with fresh draws `ε'` is
   what the reference code's stability measured (re-explaining the same `x`: only sampling noise).
-  `stability=False` explains `x` only (no re-explanation at the neighbours; `s` is NaN).
+  `stability=False` explains `x` only (no re-explanation at the neighbours; `s` is NaN). The
+  formulas are `idexpo_jax.metrics.fidelity`'s (`expo_scores`, `coef_change`).
   """
   d = x.shape[0]
   k_eps, k_nb, k_re = jax.random.split(key, 3)
@@ -218,15 +216,14 @@ def lime_metrics(f, x, key, *, center, n_samples: int, n_neighbors: int, sigma, 
   fit = lambda q, s, v: local_linear_fit(f, q, s, values=v, ridge=ridge)  # noqa: E731
   coef, icpt = jax.vmap(fit)(pts, full, vals)
   c0, i0 = coef[0], icpt[0]
-  out = {"pf": (x @ c0 + i0 - fp[0]) ** 2,
-         "nf": jnp.mean((xs @ c0 + i0 - fp[1:]) ** 2),
-         "s": (jnp.mean(jnp.sum((coef[1:] - c0) ** 2, axis=-1)) if stability
-               else jnp.full((), jnp.nan, c0.dtype))}
+  scores = expo_scores(x, c0, i0, fp[0], xs, fp[1:], coef[1:] if stability else None)
+  out = {"pf": scores["pf"], "nf": scores["nf"],
+         "s": scores.get("stability", jnp.full((), jnp.nan, c0.dtype))}
   if redraw:
     base = x if center is None else center
     s2 = jnp.concatenate([x[None], base + jax.random.normal(k_re, (n_samples - 1, d), x.dtype)])
     c2, _ = local_linear_fit(f, x, s2, ridge=ridge)
-    out["s_redraw"] = jnp.sum((c2 - c0) ** 2)
+    out["s_redraw"] = coef_change(c0, c2[None])
   return out
 
 
@@ -253,20 +250,8 @@ def lime_eval(cfg, graphdef, params, x, center, key, *, around_mean: bool, redra
                                            key).items()}
 
 
-def member(params, i):
-  return jax.tree.map(lambda p: p[i], params)
-
-
 def _mse(graphdef, params, x, y):
   return float(np.mean((np.asarray(model_fn(graphdef, params)(jnp.asarray(x))) - y) ** 2))
-
-
-def select_c(cfg, val_mse, val_metric, none_val_mse):
-  """Index of the chosen `c` (config: validation only)."""
-  ok = val_mse <= (1.0 + cfg.select.mse_tolerance) * none_val_mse
-  if not ok.any():
-    return int(np.argmin(val_mse))
-  return int(np.argmin(np.where(ok, val_metric, np.inf)))
 
 
 def summarize(per_trial: list, method: str, name: str) -> dict:

@@ -70,7 +70,7 @@ def make_penalty(name: str, cfg, *, explainer=None) -> Optional[Callable]:
     def penalty(predictor, xb, yb, key):
       f = _flat(predictor, xb.shape[1:])
       xf = xb.reshape(xb.shape[0], -1)
-      kw = {"output": "raw" if output == "logits_mean" else "prob"}
+      kw = {"output": "raw" if output == "logits_mean" else "probs"}
       if name == "expo_fidelity":
         value, aux = ij.expo_fidelity(f, xf, key, n_neighbors=cfg.get("expo_n_neighbors", None),
                                    sigma=cfg.expo_sigma * scale, **kw)

@@ -2,11 +2,34 @@
 
 Library code never touches a neural-network module: it receives pure functions on batches, so the
 same code serves Flax NNX, Linen, Equinox or a hand-written function.
+
+Output vocabulary (`output=`), one meaning per word across the library. Words for the score of
+one class `target`, one value per row (`OUTPUTS`):
+
+* `"prob"`: the softmax probability `p_target` (needs `K >= 2` logits);
+* `"log_prob"`: `log p_target` (log-softmax; needs `K >= 2`);
+* `"logit"`: the pre-softmax score `l_target` of logits `(B, K)`;
+* `"raw"`: the model's output as it is, column `target` of `(B, K)`; a `(B,)` output counts as one
+  column, so a regression model (or a model that already returns probabilities) is explained with
+  `target=0` (or the column of the probability wanted).
+
+Words for every class at once, `(B, K)` per batch (`VECTOR_OUTPUTS`):
+
+* `"probs"`: the softmax probabilities of all `K >= 2` classes;
+* `"logits"`: all `K` logits.
+
+Explainers and metrics of one class's score (attributions, curves, LIME and KernelSHAP
+attributions) take `OUTPUTS` and a `target`. The local affine functions of ExpO (Plumb et al.,
+NeurIPS 2020; `explainers.local_linear`, `metrics.fidelity`, `regularisers.expo`) fit a model's
+values rather than score a class, so they take every word, and a `target` that may be `None`:
+`"raw"` without a target fits every column as it is (a regression model's one value, their
+default); `"prob"`, `"log_prob"` or `"logit"` without a target score the class the model predicts
+at the explained (or regularised) point.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -100,38 +123,42 @@ def target_prob(logits_fn: LogitsFn, xb: Array, target) -> Array:
 # --- Outputs, targets and input dtypes: the rules every explainer, metric and regulariser shares.
 
 OUTPUTS = ("prob", "log_prob", "logit", "raw")
-"""What an explainer or a metric scores for a class `target`:
+"""The scores of one class `target`, one value per row (meanings: the module docstring)."""
 
-* `"prob"`: the softmax probability `p_target` (needs `K >= 2` logits);
-* `"log_prob"`: `log p_target` (log-softmax; needs `K >= 2`);
-* `"logit"`: the pre-softmax score `l_target` of logits `(B, K)`;
-* `"raw"`: the model's output as it is, column `target` of `(B, K)`; a `(B,)` output counts as one
-  column, so a regression model (or a model that already returns probabilities) is explained with
-  `target=0` (or the column of the probability wanted).
-"""
+VECTOR_OUTPUTS = ("probs", "logits")
+"""Every class at once, `(B, K)`: all softmax probabilities, all logits (module docstring)."""
 
 
-def check_output(output: str) -> None:
-  """Raises ValueError unless `output` is one of `OUTPUTS`."""
-  if output not in OUTPUTS:
-    raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+def check_output(output: str, outputs: tuple = OUTPUTS) -> None:
+  """Raises ValueError unless `output` is one of `outputs` (default: the one-class `OUTPUTS`).
+
+  A word of the vocabulary that the caller does not take (e.g. `"probs"` where one class is
+  scored) gets a message saying what it means.
+  """
+  if output in outputs:
+    return
+  why = ""
+  if output in VECTOR_OUTPUTS:
+    why = (f" ({output!r} gives every class at once; this function scores one class `target`: "
+           f"use {output[:-1]!r})")
+  raise ValueError(f"`output` must be one of {tuple(outputs)}; got {output!r}{why}.")
 
 
 def model_output(logits_fn: LogitsFn, xb: Array, *, output: str = "logit") -> Array:
-  """`logits_fn(xb)` as `(B, K)` after checking it against `output` (`OUTPUTS`).
+  """`logits_fn(xb)` as `(B, K)` after checking it against `output` (`OUTPUTS`, `VECTOR_OUTPUTS`).
 
-  A `(B,)` output is accepted for `output="raw"` only (as one column). `"prob"` and `"log_prob"`
-  need `K >= 2` logits: a softmax over one output is the constant 1.
+  A `(B,)` output is accepted for `output="raw"` only (as one column). `"prob"`, `"log_prob"` and
+  `"probs"` need `K >= 2` logits: a softmax over one output is the constant 1.
   """
-  check_output(output)
+  check_output(output, OUTPUTS + VECTOR_OUTPUTS)
   out = as_logits_fn(logits_fn)(xb)
   one_output = (out.ndim == 1 and out.shape[0] == xb.shape[0]) or (out.ndim == 2 and
                                                                     out.shape[1] == 1)
-  if output in ("prob", "log_prob") and one_output:
-    raise ValueError(f"`logits_fn` returns {out.shape}, one output per row: `output='prob'` and "
-                     f"`output='log_prob'` take a softmax over the model's outputs, which needs "
-                     f"K >= 2 logits (a softmax of one output is the constant 1). For a regression "
-                     f"model, or a model that already returns probabilities, use output='raw'.")
+  if output in ("prob", "log_prob", "probs") and one_output:
+    raise ValueError(f"`logits_fn` returns {out.shape}, one output per row: `output={output!r}` "
+                     f"takes a softmax over the model's outputs, which needs K >= 2 logits (a "
+                     f"softmax of one output is the constant 1). For a regression model, or a "
+                     f"model that already returns probabilities, use output='raw'.")
   if output == "raw" and out.ndim == 1:
     out = out[:, None]
   if out.ndim != 2 or out.shape[0] != xb.shape[0]:
@@ -146,12 +173,22 @@ def _take_target(out: Array, target: Array) -> Array:
   return jnp.take_along_axis(out, target[:, None].astype(jnp.int32), axis=1)[:, 0]
 
 
-def select_output(out: Array, target: Array, output: str) -> Array:
-  """Scores of `target` from outputs `out (B, K)` checked by `model_output`.
+def select_output(out: Array, target: Optional[Array], output: str) -> Array:
+  """Scores `output` from outputs `out (B, K)` checked by `model_output`.
 
-  `target` is a scalar (one class for every row) or `(B,)` (one per row). Traced targets out of
-  `[0, K)` give NaN.
+  `target` is a scalar (one class for every row) or `(B,)` (one per row); traced targets out of
+  `[0, K)` give NaN. The words of every class (`VECTOR_OUTPUTS`), and `"raw"` with
+  `target=None`, return `(B, K)` and take no target.
   """
+  if output in VECTOR_OUTPUTS or target is None:
+    if target is not None:
+      raise ValueError(f"`output={output!r}` gives every class at once and takes no `target` "
+                       f"(use {output[:-1]!r} for the score of one class).")
+    if output == "probs":
+      return jax.nn.softmax(out, axis=-1)
+    if output not in ("raw", "logits"):
+      raise ValueError(f"`output={output!r}` scores one class: it needs a `target`.")
+    return out
   if output == "prob":  # exp(l_t − m) / Σ_k exp(l_k − m): no log (log_softmax then exp costs
     # ~1.5× more on XLA's CPU backend when fused after a small model, `benchmarks.tabular`)
     m = jax.lax.stop_gradient(jnp.max(out, axis=-1))
@@ -172,6 +209,7 @@ def target_scores(logits_fn: LogitsFn, xb: Array, target, *, output: str = "log_
 
   A concrete `target` outside `[0, K)` raises ValueError; a traced one gives NaN.
   """
+  check_output(output)
   out = model_output(logits_fn, xb, output=output)
   target = check_target(target, out.shape[-1])
   return select_output(out, target, output)

@@ -173,7 +173,8 @@ def _decoy_splits(clean: Dataset, patch: int, rng: np.random.Generator, white: f
     masks.append(m)
     levels.append(v)
   mean = decoy[0].x.mean(axis=(0, 1, 2), keepdims=True)[0]
-  return DecoyDigits(Dataset(*decoy, mean, 10, name), clean, tuple(masks), tuple(levels))
+  train, val, test = decoy
+  return DecoyDigits(Dataset(train, val, test, mean, 10, name), clean, tuple(masks), tuple(levels))
 
 
 def load_decoy_digits(*, patch: int = 2, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> DecoyDigits:

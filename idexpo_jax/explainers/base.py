@@ -53,6 +53,13 @@ class Explainer(Config):
   pixels / tabular features) and `baseline` (broadcastable to an example) are common to all.
   Fields in `not_passed` belong to the object but not to the function (Grad-CAM's units and
   baseline, which only the metrics read).
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the value of removed units, broadcastable to one example (a scalar, a per-channel
+      `(C,)` mean, or a full example); read by `ij.IdExpo`, `ij.InsertionDeletion` and
+      `ij.explain`.
   """
 
   function: ClassVar[Callable]
@@ -106,6 +113,22 @@ class Lime(Explainer):
 
     lime = ij.Lime(segments=ij.grid_segments(32, 32, 4), baseline=0.0, n_samples=1000)
     phi = lime(model, x, target, key)   # (64,): one coefficient per 4×4 cell
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the value of removed units, broadcastable to an example (`lime_image`'s
+      `hide_color`).
+    n_samples: samples `N`, at least 2; row 0 is the example itself (`lime_image`'s
+      `num_samples=1000`).
+    kernel_width: width `w > 0` of the kernel `sqrt(exp(−D²/w²))`; `None`: `lime`'s, 0.25 for
+      "cosine" and `0.75·sqrt(d)` for "euclidean".
+    distance: "cosine" (images, as `lime_image`) or "euclidean" (tabular, `lime_tabular`'s width).
+    ridge: L2 penalty `λ >= 0` of the weighted ridge (`lime`'s `Ridge(alpha=1)`).
+    chunk_size: optional number of masked inputs per model call.
+    output: the explained score of `target`: "prob" (softmax probability, `lime`'s
+      `classifier_fn`), "log_prob", "logit" or "raw" (the model's output as it is).
+    paired: draw the samples after row 0 as antithetic pairs `(z, 1 − z)`.
   """
 
   function: ClassVar[Callable] = staticmethod(lime)
@@ -123,7 +146,26 @@ class Lime(Explainer):
 @explainer_config
 class KernelShap(Explainer):
   """KernelSHAP (Lundberg & Lee, NeurIPS 2017) over the explainer's units; see
-  `kernel_shap.kernel_shap`."""
+  `kernel_shap.kernel_shap`.
+
+  `Σφ = v(1) − v(0)` exactly: the scores of the example and of the baseline.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the single background row, broadcastable to an example (`shap`'s
+      `KernelExplainer(model, data)` with one row of `data`).
+    n_samples: coalition budget (model evaluations besides `v(1)` and `v(0)`); all `2^d − 2`
+      coalitions are enumerated when they fit.
+    sampler: "kernel" (small and large sizes complete, the rest stratified by kernel mass),
+      "leverage" (equal mass per size; Musco & Witter, 2025) or "iid" (i.i.d. from the kernel).
+    control_variate: False, "additive" (or True) or "pairwise": regress only the residual of a
+      surrogate game whose Shapley values are known exactly (needs `d <= 16`).
+    paired: add the complement of every sampled coalition (the stratified samplers always do;
+      `False` needs `sampler="iid"`).
+    output: the explained score of `target`: "prob", "log_prob", "logit" or "raw".
+    chunk_size: optional number of masked inputs per model call.
+  """
 
   function: ClassVar[Callable] = staticmethod(kernel_shap)
   segments: Optional[np.ndarray] = None
@@ -146,6 +188,16 @@ class GradCam(Explainer):
   the curves and metrics that read it from the explainer. `output="logit"` by default: Grad-CAM
   differentiates the pre-softmax class score (the paper's definition), where the sampling
   explainers explain the probability.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the value of removed units for the curves and metrics (not used to explain).
+    upsample: "nearest" (each cell of the feature map a block of pixels, as the ID-ExpO
+      reference) or "bilinear".
+    second_order: keep the weights `α` (the pooled gradients) in the graph, so that a penalty
+      differentiates through them (default), or stop their gradient.
+    output: the differentiated score: "logit" (the paper's), "log_prob", "prob" or "raw".
   """
 
   function: ClassVar[Callable] = staticmethod(grad_cam)
@@ -164,7 +216,18 @@ class GradCam(Explainer):
 class IntegratedGradients(Explainer):
   """Integrated gradients (Sundararajan, Taly & Yan, ICML 2017); see
   `gradients.integrated_gradients`. The path starts at the explainer's `baseline`, which is also
-  the curves' baseline."""
+  the curves' baseline.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the start `b` of the straight path to `x` (completeness:
+      `Σφ ≈ f(x) − f(b)`), broadcastable to an example.
+    n_steps: points on the path, i.e. model gradients per explanation.
+    method: the quadrature rule: "trapezoid", "left", "right", "middle" or "gausslegendre".
+    output: the explained score of `target`: "prob", "log_prob", "logit" or "raw".
+    chunk_size: optional number of path points per model call.
+  """
 
   function: ClassVar[Callable] = staticmethod(gradients.integrated_gradients)
   segments: Optional[np.ndarray] = None
@@ -178,7 +241,17 @@ class IntegratedGradients(Explainer):
 @explainer_config
 class SmoothGrad(Explainer):
   """SmoothGrad (Smilkov et al., 2017); see `gradients.smooth_grad`. `baseline` is not used to
-  explain, only by the curves and metrics."""
+  explain, only by the curves and metrics.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the value of removed units for the curves and metrics (not used to explain).
+    n_samples: noisy copies `x + σ·ε` whose gradients are averaged.
+    sigma: standard deviation `σ >= 0` of the Gaussian noise, in input units (0: the gradient).
+    output: the explained score of `target`: "prob", "log_prob", "logit" or "raw".
+    chunk_size: optional number of noisy copies per model call.
+  """
 
   function: ClassVar[Callable] = staticmethod(gradients.smooth_grad)
   not_passed: ClassVar[tuple[str, ...]] = ("baseline",)
@@ -192,7 +265,16 @@ class SmoothGrad(Explainer):
 
 @explainer_config
 class GradientTimesInput(Explainer):
-  """`(x − b) ⊙ ∇f(x)` with the explainer's baseline `b`; see `gradients.gradient_times_input`."""
+  """`(x − b) ⊙ ∇f(x)` with the explainer's baseline `b`; see `gradients.gradient_times_input`.
+
+  Gradient × input (Shrikumar et al., 2016) for `b = 0`.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the reference `b` subtracted from `x` (also the curves' baseline).
+    output: the differentiated score of `target`: "prob", "log_prob", "logit" or "raw".
+  """
 
   function: ClassVar[Callable] = staticmethod(gradients.gradient_times_input)
   segments: Optional[np.ndarray] = None
@@ -203,7 +285,17 @@ class GradientTimesInput(Explainer):
 @explainer_config
 class InputGradients(Explainer):
   """The signed gradient `∇f(x)` summed to units; see `gradients.target_gradient`. `baseline` is
-  not used to explain, only by the curves and metrics."""
+  not used to explain, only by the curves and metrics.
+
+  The saliency map of Simonyan, Vedaldi & Zisserman (ICLR 2014 workshop), without its absolute
+  value.
+
+  Attributes:
+    segments: `(H, W)` int map of unit ids `0..d−1` (e.g. `ij.grid_segments`); `None`: pixels
+      (images) or features (tabular).
+    baseline: the value of removed units for the curves and metrics (not used to explain).
+    output: the differentiated score of `target`: "prob", "log_prob", "logit" or "raw".
+  """
 
   function: ClassVar[Callable] = staticmethod(gradients.target_gradient)
   not_passed: ClassVar[tuple[str, ...]] = ("baseline",)

@@ -13,14 +13,13 @@ models `e(x)(x') = coef · x' + intercept`. This module holds what the ExpO regu
   weighted ridge fit (`ridge = 1`, unpenalised intercept) through the one solver
   `weighted_least_squares`. The samples and weights are data; gradients flow through `f(x')`.
 
-Output convention (`output=`), shared by the whole ExpO part of the library:
-
-* `"raw"` (default, regression): the logits function's columns as they are. A regression model
-  may return `(B,)` or `(B, 1)`; both give one value per row and `coef (D,)`, `intercept ()`.
-  Several columns give `coef (D, K)`, `intercept (K,)`.
-* `"prob"` (classification): the softmax probabilities of all `K ≥ 2` classes, each fitted.
-* `"predicted_prob"` (classification): the softmax probability of one class per row: `target`
-  when given, else the class predicted at the explained (or regularised) point `x`.
+Outputs (`output=`, `target=`) are the library's one vocabulary (`idexpo_jax.core.predictor`):
+`"raw"` (the default: ExpO is defined on a regression model's value) fits the model's columns as
+they are, a `(B,)` or `(B, 1)` regression value giving `coef (D,)`, `intercept ()`, several
+columns `coef (D, K)`, `intercept (K,)`; `"probs"` (`"logits"`) fits every class probability
+(logit); `"prob"`, `"log_prob"`, `"logit"` fit the score of one class, `target` when given, else
+the class predicted at the explained (or regularised) point `x`; `"raw"` with a `target` fits that
+column.
 
 Squared errors are summed over outputs and averaged over samples.
 """
@@ -35,18 +34,21 @@ import jax.numpy as jnp
 
 from idexpo_jax.core.config import Config, config
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.predictor import (all_ok, as_logits_fn, check_positive, check_target, is_traced,
-                                  poison, valid_target)
+from idexpo_jax.core.predictor import (OUTPUTS, VECTOR_OUTPUTS, all_ok, as_logits_fn,
+                                       check_output, check_positive, check_target, model_output,
+                                       poison, select_output)
 
 Array = jax.Array
 
-OUTPUTS = ("raw", "prob", "predicted_prob")
+AFFINE_OUTPUTS = OUTPUTS + VECTOR_OUTPUTS
+"""The outputs a local affine model fits: every word of `predictor`'s vocabulary."""
+
+_ONE_CLASS = ("prob", "log_prob", "logit")  # whose default target is the predicted class
 
 
-def check_output(output: str) -> None:
-  """Raises ValueError unless `output` is one of `OUTPUTS`."""
-  if output not in OUTPUTS:
-    raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+def check_affine_output(output: str) -> None:
+  """`predictor.check_output` against `AFFINE_OUTPUTS`."""
+  check_output(output, AFFINE_OUTPUTS)
 
 
 def check_tabular(x: Array, name: str, rank: int) -> None:
@@ -59,12 +61,14 @@ def check_tabular(x: Array, name: str, rank: int) -> None:
     raise ValueError(f"`{name}` must be floating point; got dtype {x.dtype}.")
 
 
-def predicted_class(logits_fn, xb: Array) -> Array:
-  """`argmax_k logits_k(x)` per row `(B,)`, under `stop_gradient` (a label, not a value)."""
+def predicted_class(logits_fn, xb: Array, *, output: str = "prob") -> Array:
+  """`argmax_k logits_k(x)` per row `(B,)`, under `stop_gradient` (a label, not a value): the
+  class of a one-class `output` without a `target`."""
   logits = jax.lax.stop_gradient(as_logits_fn(logits_fn)(xb))
   if logits.ndim != 2 or logits.shape[1] < 2:
-    raise ValueError(f"`output='predicted_prob'` needs logits of shape (B, K) with K ≥ 2; got "
-                     f"{logits.shape}.")
+    raise ValueError(f"`output={output!r}` without a `target` scores the predicted class, which "
+                     f"needs logits of shape (B, K) with K ≥ 2; got {logits.shape} (a regression "
+                     f"model: use output='raw').")
   return jnp.argmax(logits, axis=-1)
 
 
@@ -75,45 +79,45 @@ def model_outputs(logits_fn, xb: Array, *, output: str = "raw",
   Args:
     logits_fn: `xb -> (B,)` or `(B, K)` (regression values or logits), or a `Predictor`.
     xb: inputs `(B, D)`.
-    output: "raw", "prob" or "predicted_prob".
-    target: int class per row `(B,)` or a scalar, for "predicted_prob" (default: each row's own
-      predicted class). A concrete target outside `[0, K)` raises ValueError; a traced one (under
-      `jit`/`vmap`) outside it gives NaN in the rows it selects.
+    output: one of `AFFINE_OUTPUTS` ("raw", "probs", "logits"; "prob", "log_prob", "logit").
+    target: int class per row `(B,)` or a scalar, selecting one column; for "prob", "log_prob"
+      and "logit" the default is each row's own predicted class, for "raw" every column. A
+      concrete target outside `[0, K)` raises ValueError; a traced one (under `jit`/`vmap`)
+      outside it gives NaN in the rows it selects.
 
   Returns:
-    `(B,)` for a single value per row ("raw" with one column, "predicted_prob"), else `(B, K)`.
+    `(B,)` for a single value per row (one class, or "raw" with one column), else `(B, K)`.
   """
-  check_output(output)
+  check_affine_output(output)
   check_tabular(xb, "xb", 2)
-  out = as_logits_fn(logits_fn)(xb)
-  if out.ndim == 1:
-    out = out[:, None]
-  if out.ndim != 2 or out.shape[0] != xb.shape[0]:
-    raise ValueError(f"`logits_fn` must return (B,) or (B, K) for a batch of B = {xb.shape[0]} "
-                     f"rows; got {out.shape}.")
-  if output == "raw":
-    return out[:, 0] if out.shape[1] == 1 else out
-  if out.shape[1] < 2:
-    raise ValueError(f"`output={output!r}` needs logits with K ≥ 2 classes; got {out.shape}.")
-  prob = jax.nn.softmax(out, axis=-1)
-  if output == "prob":
-    return prob
-  if target is None:
+  if output in VECTOR_OUTPUTS and target is not None:
+    raise ValueError(f"`target` must be None for `output={output!r}` (every class); got "
+                     f"{target!r}.")
+  out = model_output(logits_fn, xb, output=output)
+  if target is None and output in _ONE_CLASS:
     target = jnp.argmax(jax.lax.stop_gradient(out), axis=-1)
-  shape = jnp.shape(target)
-  if shape not in ((), (xb.shape[0],)):
-    raise ValueError(f"`target` must be a scalar or one class index per row, shape "
-                     f"({xb.shape[0]},); got shape {shape}.")
-  target = check_target(target, out.shape[1], shape=shape)
-  target = jnp.broadcast_to(target.astype(jnp.int32), (xb.shape[0],))
-  chosen = jnp.take_along_axis(prob, target[:, None], axis=1)[:, 0]
-  return poison(chosen, valid_target(target, out.shape[1])) if is_traced(target) else chosen
+  if target is not None:
+    shape = jnp.shape(target)
+    if shape not in ((), (xb.shape[0],)):
+      raise ValueError(f"`target` must be a scalar or one class index per row, shape "
+                       f"({xb.shape[0]},); got shape {shape}.")
+    target = check_target(target, out.shape[1], shape=shape)
+  values = select_output(out, target, output)
+  return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
+
+
+def anchor_targets(logits_fn, xb: Array, output: str, target: Optional[Array] = None):
+  """For a one-class output without a `target`, the class predicted at each anchor row of
+  `xb (B, D)` (`(B,)`); else `target` unchanged."""
+  if output in _ONE_CLASS and target is None:
+    return predicted_class(logits_fn, xb, output=output)
+  return target
 
 
 def anchor_target(logits_fn, x: Array, output: str, target: Optional[Array]):
-  """The class of "predicted_prob" at the anchor point `x` (else `target` unchanged)."""
-  if output == "predicted_prob" and target is None:
-    return predicted_class(logits_fn, x[None])[0]
+  """`anchor_targets` of one anchor point `x (D,)` (a scalar class, or `target` unchanged)."""
+  if output in _ONE_CLASS and target is None:
+    return anchor_targets(logits_fn, x[None], output)[0]
   return target
 
 
@@ -157,7 +161,7 @@ def local_linear_fit(logits_fn, x: Array, samples: Array, *, kernel_width: Optio
   """
   check_tabular(x, "x", 1)
   check_tabular(samples, "samples", 2)
-  check_output(output)
+  check_affine_output(output)
   if samples.shape[1] != x.shape[0]:
     raise ValueError(f"`samples` must be (N, D) with D = {x.shape[0]}; got {samples.shape}.")
   width = 0.75 * x.shape[0] ** 0.5 if kernel_width is None else kernel_width
@@ -199,8 +203,9 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
     kernel_width: `w > 0` of the exponential kernel (default `0.75·sqrt(D)`, LIME's).
     ridge: L2 penalty `>= 0` on `coef` (LIME's default 1; 0 gives weighted least squares).
       Traced invalid `sigma`, `kernel_width` or `ridge` give NaN.
-    output: "raw", "prob" or "predicted_prob" (see the module docstring).
-    target: the class for "predicted_prob" (default: the class predicted at `x`).
+    output: one of `AFFINE_OUTPUTS` (module docstring; default "raw", the regression value).
+    target: the class of a one-class output (default: the class predicted at `x`; for "raw",
+      every column).
     center: `(D,)` centre of the samples (default: `x`, LIME's `sample_around_instance=True`).
 
   Returns:
@@ -232,6 +237,18 @@ class LocalLinear(Config):
 
     lime = ij.LocalLinear(n_samples=1000, sigma=1.0)
     coef, intercept = lime(model, x, key)
+
+  Attributes:
+    n_samples: samples including `x` itself (≥ 2).
+    sigma: standard deviation `σ > 0` of the Gaussian samples, a scalar or per feature `(D,)`
+      (1: `lime_tabular`'s training standard deviation after z-scoring).
+    kernel_width: `w > 0` of the kernel `sqrt(exp(−‖x_i − x‖²/w²))`; `None`: LIME's
+      `0.75·sqrt(D)`.
+    ridge: L2 penalty `>= 0` on `coef` (LIME's `Ridge(alpha=1)`; 0: weighted least squares).
+    output: "raw" (the model's outputs, e.g. a regression), "prob" or "predicted_prob".
+    target: the class for "predicted_prob" (`None`: the class predicted at `x`).
+    center: `(D,)` centre of the samples (`None`: `x`, `lime_tabular`'s
+      `sample_around_instance=True`; the training mean gives its default).
   """
 
   n_samples: int = 1000

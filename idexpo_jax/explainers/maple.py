@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.explainers.local_linear import check_tabular
 from idexpo_jax.core.lstsq import weighted_least_squares
+from idexpo_jax.explainers.local_linear import check_tabular
+from idexpo_jax.metrics.fidelity import expo_scores
 
 Array = jax.Array
 
@@ -75,7 +76,8 @@ def leaf_weights(train_leaves: Array, query_leaves: Array) -> Array:
   possible for a forest's own training data) contributes nothing for that tree.
   """
   same_train = train_leaves[:, None, :] == train_leaves[None, :, :]
-  size = same_train.sum(axis=0).astype(jnp.float32)  # (N, T): training points in the leaf of point j in tree t
+  # (N, T): the number of training points in the leaf of point j in tree t
+  size = same_train.sum(axis=0).astype(jnp.float32)
 
   def one(q):
     return jnp.sum(jnp.where(train_leaves == q, 1.0 / size, jnp.float32(0)), axis=-1)
@@ -102,10 +104,10 @@ def maple_metrics(logits_fn, maple: Maple, xb, key: Array, *, n_neighbors: int =
                   ridge: float = 1e-3) -> dict:
   """ExpO's metrics of MAPLE's explanations of the rows of `xb (B, D)` (regression, one output).
 
-  With `x' = x + N(0, σ²I)` (`n_neighbors` per row): point fidelity `(e(x)(x) − f(x))²`,
-  neighbourhood fidelity `mean_{x'} (e(x)(x') − f(x'))²` and stability
-  `mean_{x'} ‖coef(x') − coef(x)‖²` (MAPLE re-run at every `x'`), as in
-  `idexpo_jax.metrics.fidelity`.
+  With `x' = x + N(0, σ²I)` (`n_neighbors` per row) the point fidelity, neighbourhood fidelity and
+  stability of `idexpo_jax.metrics.fidelity` (`expo_scores`), MAPLE re-run at every `x'` (one
+  batched `maple_explain` for the rows and all their neighbours; the same neighbours serve NF
+  and stability).
 
   Returns:
     `{"pf", "nf", "stability"}`, each `(B,)` (numpy).
@@ -115,11 +117,8 @@ def maple_metrics(logits_fn, maple: Maple, xb, key: Array, *, n_neighbors: int =
   b, d = xb.shape
   xs = xb[:, None] + sigma * jax.random.normal(key, (b, n_neighbors, d), xb.dtype)
   coef, intercept = maple_explain(maple, jnp.concatenate([xb, xs.reshape(-1, d)]), ridge=ridge)
-  c0, i0 = coef[:b], intercept[:b]
   cn = coef[b:].reshape(b, n_neighbors, d)
   fx = jnp.reshape(logits_fn(xb), (b,))
   fxs = jnp.reshape(logits_fn(xs.reshape(-1, d)), (b, n_neighbors))
-  pf = (jnp.sum(xb * c0, -1) + i0 - fx) ** 2
-  nf = ((jnp.einsum("bnd,bd->bn", xs, c0) + i0[:, None] - fxs) ** 2).mean(-1)
-  st = ((cn - c0[:, None]) ** 2).sum(-1).mean(-1)
-  return {k: np.asarray(v) for k, v in (("pf", pf), ("nf", nf), ("stability", st))}
+  out = jax.vmap(expo_scores)(xb, coef[:b], intercept[:b], fx, xs, fxs, cn)
+  return {k: np.asarray(v) for k, v in out.items()}

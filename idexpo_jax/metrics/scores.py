@@ -33,8 +33,11 @@ class InsertionDeletionScores(NamedTuple):
   """Hard insertion (↑) and deletion (↓) scores of a batch.
 
   Attributes:
-    insertion, deletion: per-example scores `(B,)` (`(B, K)` for `targets="all"`).
-    insertion_mean, deletion_mean: their means over the batch (per class for `"all"`).
+    insertion: per-example insertion scores `(B,)` (`(B, K)` for `targets="all"`), higher is
+      more faithful.
+    deletion: per-example deletion scores, the same shape, lower is more faithful.
+    insertion_mean: the mean of `insertion` over the batch (per class for `"all"`).
+    deletion_mean: the mean of `deletion` over the batch (per class for `"all"`).
   """
 
   insertion: Array
@@ -62,10 +65,13 @@ class InsertionDeletion(Config):
     explainer: the explainer whose explanations are scored (or None with `baseline` given).
     baseline: the value of removed units (`None`: the explainer's).
     segments: `(H, W)` unit ids (`None`: the explainer's, if any).
-    n_steps: points per full curve, `step = max(U // n_steps, 1)` (ignored if `step` is given).
-    step: units per point.
-    fraction: the largest perturbed fraction of units, in (0, 1].
-    auc: "mean" (the curve points without `k = 0`) or "trapezoid" (`curves.curve_auc`).
+    n_steps: points per full curve, `step = max(U // n_steps, 1)` (ignored if `step` is given);
+      16 is the ID-ExpO protocol (64 pixels per point on 32×32 images).
+    step: units inserted/deleted per point (`None`: from `n_steps`).
+    fraction: the largest perturbed fraction of units, in (0, 1]; 0.5 in the ID-ExpO protocol,
+      1.0 in RISE's.
+    auc: "mean" (the mean of the curve points without `k = 0`, ID-ExpO) or "trapezoid" (the
+      trapezoid area under the whole curve, RISE; `curves.curve_auc`).
     output: the score of the target, one of `predictor.OUTPUTS` ("prob": softmax probability).
     chunk_size: optional bound on the number of inputs per model call.
   """

@@ -11,10 +11,16 @@ loss in one jitted train step, e.g. `mse + weight · expo_fidelity(f, xb[:16], k
   1-D affine fit.
 * `expo_stability`: `mean ‖f(x) − f(x + u)‖²`, `u ~ U(−r, r)^D` (r = 0.05).
 
-The outputs that are fitted follow `idexpo_jax.explainers.local_linear` (`output="raw"` for regression with
-`(B,)` or `(B, 1)` values; `"prob"` fits every class probability; `"predicted_prob"` the probability
-of the class predicted at the clean `x`). Squared errors are summed over outputs and averaged over
-neighbours and examples.
+The fitted outputs are the library's one vocabulary (`idexpo_jax.core.predictor`, as in
+`idexpo_jax.explainers.local_linear`): `output="raw"` (the default) fits the model's values as they
+are, a regression model's `(B,)` or `(B, 1)` value or every column of a multi-output model;
+`"probs"` (`"logits"`) every class probability (logit); `"prob"`, `"log_prob"`, `"logit"` the
+score of one class, the one predicted at the clean `x`. Squared errors are summed over outputs and
+averaged over neighbours and examples.
+
+The default differs from the one-class explainers' and metrics' `"prob"` on purpose: ExpO
+regularises regression models (Plumb et al., NeurIPS 2020: its UCI tables), whose one output has no
+softmax, and its terms measure how affine the model's values are, which needs no class.
 
 A concrete `sigma`/`radius <= 0` raises ValueError; a traced one gives NaN losses.
 """
@@ -26,10 +32,10 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from idexpo_jax.explainers.local_linear import (affine_predict, check_output, check_positive, check_tabular,
-                                     model_outputs, predicted_class, sq_error)
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.predictor import poison
+from idexpo_jax.core.predictor import check_positive, poison
+from idexpo_jax.explainers.local_linear import (affine_predict, anchor_targets, check_affine_output,
+                                                check_tabular, model_outputs, sq_error)
 
 Array = jax.Array
 
@@ -38,7 +44,7 @@ def _check_args(xb: Array, output: str, scale, scale_name: str, n_neighbors: int
                 minimum: int, why: str):
   """Validates the options; returns the traced condition on `scale` (`predictor.check_positive`)."""
   check_tabular(xb, "xb", 2)
-  check_output(output)
+  check_affine_output(output)
   ok = check_positive(scale, scale_name)
   if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int):
     raise ValueError(f"`n_neighbors` must be an int; got {n_neighbors!r}.")
@@ -48,10 +54,10 @@ def _check_args(xb: Array, output: str, scale, scale_name: str, n_neighbors: int
 
 
 def _targets(logits_fn, xb: Array, output: str, n: int):
-  """Per-neighbour class for "predicted_prob" (the class at the clean example), else None."""
-  if output != "predicted_prob":
-    return None
-  return jnp.repeat(predicted_class(logits_fn, xb), n)
+  """Per-neighbour class of a one-class output (the class predicted at the clean example), else
+  None."""
+  target = anchor_targets(logits_fn, xb, output)
+  return None if target is None else jnp.repeat(target, n)
 
 
 def _local_fit_loss(logits_fn, xb: Array, design: Array, neighbours: Array, output: str):
@@ -88,7 +94,8 @@ def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int
     key: PRNG key for the neighbours.
     n_neighbors: neighbours per example, `m > D` (default `max(20, 2D)`).
     sigma: standard deviation of the neighbourhood (0.5 for regularising in the paper).
-    output: "raw", "prob" or "predicted_prob" (see `idexpo_jax.explainers.local_linear`).
+    output: the fitted values (module docstring): "raw" (default; regression values, or every
+      column), "probs", "logits", or one class's "prob", "log_prob", "logit".
 
   Returns:
     `(loss, aux)`: `loss = mean_x mean_{x'} ‖f(x') − e_x(x')‖²` with `e_x` the least-squares fit;

@@ -494,7 +494,7 @@ def _flatten(tree, prefix=""):
   return {prefix[:-1]: tree}
 
 
-def normalize_config(config: Optional[Mapping[str, Any]]) -> Optional[dict]:
+def normalize_config(config: Any) -> Optional[dict]:
   """`config` as the JSON record stores it (tuples become lists; other values `str`)."""
   if config is None:
     return None

@@ -4,7 +4,8 @@
 a fixed number of steps. Determinism is by construction, so that a resumed run repeats exactly:
 
 * the batch of step `t` is `batch_fn(t)`, a pure function of the step (`epoch_batch_fn` builds
-  one from a `Split` with an epoch-wise permutation drawn from a seed and the epoch number);
+  one from a split, a `NamedTuple` of arrays `x` and `y`, with an epoch-wise permutation drawn
+  from a seed and the epoch number);
 * the PRNG key of step `t` is `jax.random.fold_in(key, t)`.
 
 The loop starts at `int(state.step)`, so a state restored at step `t` continues at `t`.
@@ -13,13 +14,25 @@ The loop starts at `int(state.step)`, so a state restored at step `t` continues 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol, TypeVar
 
 import jax
 import numpy as np
 
 from idexpo_jax.core.checks import check_int
-from idexpo_jax.data.sklearn_data import Split
+
+
+class _Split(Protocol):
+  """What `epoch_batch_fn` needs of a split: arrays `x` and `y` with one row per example, and
+  `_replace` (a `NamedTuple`, e.g. the data modules' `Split`)."""
+
+  x: Any
+  y: Any
+
+  def _replace(self, **kwargs) -> Any: ...
+
+
+S = TypeVar("S", bound=_Split)
 
 
 def _to_floats(metrics) -> dict[str, float]:
@@ -141,12 +154,13 @@ def _check_finite(record: dict, t: int, manager) -> None:
                            f"{where}.")
 
 
-def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[[int], Split]:
+def epoch_batch_fn(split: S, batch_size: int, *, seed: int = 0) -> Callable[[int], S]:
   """A deterministic `batch_fn(t)` over a split: shuffled epochs, incomplete batches dropped.
 
   Step `t` belongs to epoch `e = t // (N // batch_size)`; the permutation of epoch `e` is
   `np.random.default_rng([seed, e]).permutation(N)`, so any step's batch can be rebuilt without
-  replaying the previous ones (resumable). Batches are NumPy `Split` tuples.
+  replaying the previous ones (resumable). A batch is `split` with `x` and `y` replaced by the
+  batch's rows (`split._replace`), so it has the split's type (e.g. a data module's `Split`).
   """
   n = len(split.y)
   if n == 0:
@@ -156,12 +170,12 @@ def epoch_batch_fn(split: Split, batch_size: int, *, seed: int = 0) -> Callable[
   per_epoch = n // batch_size
   cache: dict[int, np.ndarray] = {}
 
-  def batch_fn(t: int) -> Split:
+  def batch_fn(t: int) -> S:
     epoch, i = divmod(int(t), per_epoch)
     if epoch not in cache:
       cache.clear()
       cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
     idx = cache[epoch][i * batch_size:(i + 1) * batch_size]
-    return Split(split.x[idx], split.y[idx])
+    return split._replace(x=split.x[idx], y=split.y[idx])
 
   return batch_fn

@@ -58,7 +58,7 @@ def initialize_distributed(*, coordinator_address: Optional[str] = None,
   return True
 
 
-def data_mesh(devices: Optional[Sequence[jax.Device]] = None, *, axis: str = DATA_AXIS) -> Mesh:
+def data_mesh(devices: Optional[Sequence[Any]] = None, *, axis: str = DATA_AXIS) -> Mesh:
   """A 1-D mesh over `devices` (default: all devices of all processes) named `axis`."""
   devices = jax.devices() if devices is None else list(devices)
   if not devices:
