@@ -20,6 +20,8 @@ The public names, by concept (each subpackage holds the pure functions behind th
 Equinox models), `idexpo_jax.data` and `idexpo_jax.plotting` are submodules.
 """
 
+# First: `conv` sets the CPU convolution flags before anything can start a JAX backend.
+from idexpo_jax import conv  # isort: skip
 from idexpo_jax import adapters, core, explainers, metrics, models, regularisers, training
 from idexpo_jax.core.masking import apply_unit_mask, grid_segments
 from idexpo_jax.core.predictor import Predictor, as_predictor

@@ -23,6 +23,14 @@ only: forward-mode differentiation (`jax.jvp`, `jax.jacfwd`) of the custom VJP r
 
 On GPU and TPU (`jax.default_backend()` at trace time) every call is `lax.conv_general_dilated`.
 
+XLA:CPU itself (jaxlib 0.10) sends convolutions to YNNPACK by default, where they run on one
+thread and their kernel gradients are slow; with `--xla_cpu_experimental_ynn_fusion_type=
+-individual_convolution` they run on XLA's Eigen path, multi-threaded. `import idexpo_jax` adds
+that flag (`CPU_XLA_FLAGS`) to the `XLA_FLAGS` environment variable when it can still take effect
+(`use_cpu_xla_flags`): before JAX has started a backend, on jaxlib >= 0.10, unless `XLA_FLAGS`
+already sets that option or `IDEXPO_JAX_KEEP_XLA_FLAGS=1` is set. It changes which CPU library
+computes a convolution (float32 summation order), not what is computed.
+
 Entry points: `conv2d` (NHWC inputs, HWIO kernels), `conv_general_dilated` (the signature of
 `lax.conv_general_dilated`, falling back to it for what it does not cover) and `Conv`, a drop-in
 subclass of `flax.nnx.Conv` with the same parameters, names, shapes and initialisation.
@@ -31,6 +39,7 @@ subclass of `flax.nnx.Conv` with the same parameters, names, shapes and initiali
 from __future__ import annotations
 
 import functools
+import os
 from typing import NamedTuple, Sequence, Union
 
 import jax
@@ -40,6 +49,31 @@ from jax import lax
 
 Array = jax.Array
 Padding = Union[str, Sequence[tuple[int, int]]]
+
+CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
+def use_cpu_xla_flags() -> bool:
+  """Adds `CPU_XLA_FLAGS` to `XLA_FLAGS` when it can take effect; returns whether it did.
+
+  Nothing changes when JAX has already started a backend (the flags are read once, then), when
+  `XLA_FLAGS` already sets the YNNPACK fusion option (the user's choice stands), when
+  `IDEXPO_JAX_KEEP_XLA_FLAGS=1`, or on jaxlib older than 0.10 (which may not know the flag).
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if (os.environ.get("IDEXPO_JAX_KEEP_XLA_FLAGS", "0") not in ("", "0")
+      or "xla_cpu_experimental_ynn_fusion_type" in flags):
+    return False
+  import jaxlib
+  from jax._src import xla_bridge
+  version = tuple(int(v) for v in jaxlib.__version__.split(".")[:2] if v.isdigit())
+  if version < (0, 10) or getattr(xla_bridge, "_backends", {}):
+    return False
+  os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
+  return True
+
+
+use_cpu_xla_flags()  # at import, before the library (or its user) starts a backend
 
 METHODS = ("lax", "shifted", "patches")
 _DN = ("NHWC", "HWIO", "NHWC")

@@ -182,3 +182,37 @@ def test_conv2d_rejects_mismatched_shapes():
   x, w = _data(4, 3, cin=3)
   with pytest.raises(ValueError, match="kernel"):
     C.conv2d(x, w[:, :, :2], 1, "SAME")
+
+
+def _flags_after_import(env_extra, code="import idexpo_jax"):
+  import os
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("XLA_FLAGS", "IDEXPO_JAX_KEEP_XLA_FLAGS")}
+  env.update(env_extra)
+  out = subprocess.run([sys.executable, "-c", f"{code}; import os; print(os.environ.get("
+                        "'XLA_FLAGS', ''))"], env=env, capture_output=True, text=True, check=True)
+  return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+
+
+def _jaxlib_at_least_0_10():
+  import jaxlib
+  return tuple(int(v) for v in jaxlib.__version__.split(".")[:2]) >= (0, 10)
+
+
+@pytest.mark.skipif(not _jaxlib_at_least_0_10(), reason="the flag is added on jaxlib >= 0.10 only")
+def test_import_adds_the_cpu_convolution_flag_to_a_fresh_process():
+  assert _flags_after_import({}) == C.CPU_XLA_FLAGS
+  assert _flags_after_import({"XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}) == (
+      "--xla_cpu_enable_fast_math=false " + C.CPU_XLA_FLAGS)
+
+
+@pytest.mark.parametrize("env, code, want", [
+    ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=-reduce"}, "import idexpo_jax",
+     "--xla_cpu_experimental_ynn_fusion_type=-reduce"),      # the user's own choice stands
+    ({"IDEXPO_JAX_KEEP_XLA_FLAGS": "1"}, "import idexpo_jax", ""),   # opted out
+    ({}, "import jax.numpy as jnp; jnp.ones(1).block_until_ready(); import idexpo_jax", ""),
+])
+def test_import_leaves_xla_flags_alone_when_it_should(env, code, want):
+  assert _flags_after_import(env, code) == want

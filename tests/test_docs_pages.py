@@ -142,7 +142,7 @@ def test_coming_from_integrated_gradients(coming_from):
 
 def test_coming_from_images_and_metrics(coming_from):
   ns = coming_from
-  xb, cnn, segments = ns["xb"], ns["cnn"], ns["segments"]
+  xb, cnn = ns["xb"], ns["cnn"]
   assert ns["phi_lime"].shape == (4, 16)
   np.testing.assert_array_equal(np.asarray(ns["lime_maps"])[:, 0, 0],
                                 np.asarray(ns["phi_lime"])[:, 0])

@@ -64,7 +64,8 @@ def test_wrong_inputs_name_the_argument():
 
 # --- Loud edges (issue 13): targets, outputs, input dtypes and positive options.
 
-from idexpo_jax.core.predictor import (check_positive, promote_input, target_scores)  # noqa: E402
+from idexpo_jax.core.checks import check_positive  # noqa: E402
+from idexpo_jax.core.predictor import promote_input, target_scores  # noqa: E402
 
 
 @pytest.mark.parametrize("output", ["prob", "log_prob", "logit", "raw"])

@@ -21,6 +21,9 @@ import math
 import numbers
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
+from experiments.common.expo import METHODS as _EXPO_METHODS
+from idexpo_jax.core.predictor import OUTPUTS
+
 
 class Kind(NamedTuple):
   """The type and range of a field: a description, a predicate and values it must reject."""
@@ -92,10 +95,9 @@ def _demo_methods():
 
 
 _STUDY_METHODS = ("ce", "idexpo", "expo_fidelity", "expo_stability", "gradient")
-_EXPO_METHODS = ("none", "expo_fidelity", "expo_fidelity_1d", "expo_stability")
 _EXPLAINERS = ("gradcam", "lime", "kernel_shap")
 _DELETION = choice("ratio", "direct")
-_OUTPUT = choice("prob", "log_prob", "logit", "raw")
+_OUTPUT = choice(*OUTPUTS)
 _OPTIMIZER = choice("sgd", "adam")
 _CHECKPOINT = {"checkpoint_dir": optional(TEXT), "checkpoint_every": NONNEG_INT}
 _SGD = {"optimizer": _OPTIMIZER, "lr": POSITIVE, "momentum": MOMENTUM, "nesterov": BOOL,

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from idexpo_jax.core.checks import check_int, check_target
-from idexpo_jax.core.predictor import check_output, model_output, target_scores
+from idexpo_jax.core.predictor import OUTPUTS, check_output, model_output, target_scores
 
 Array = jax.Array
 
@@ -219,8 +219,7 @@ def evaluate_masked(logits_fn, x: Array, z: Array, target, *, baseline,
     The scores of `target`, shape `(N,)`; `(N, K)` for "logits".
   """
 
-  if output != "logits":
-    check_output(output)
+  check_output(output, (*OUTPUTS, "logits"))
   check_chunk_size(chunk_size)
 
   def run(zc):

@@ -35,8 +35,6 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.core.checks import check_target, is_traced, poison, valid_target
-# Re-exported for the modules that import the checks from here.
-from idexpo_jax.core.checks import all_ok, check_batch, check_positive  # noqa: F401
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -216,9 +214,15 @@ def target_scores(logits_fn: LogitsFn, xb: Array, target, *, output: str = "log_
 
 
 def num_outputs(logits_fn: LogitsFn, xb: Array) -> int:
-  """`K` of the model's `(B, K)` output (1 for `(B,)`), from shapes only (`jax.eval_shape`)."""
+  """`K` of the model's `(B, K)` output (1 for `(B,)`), from shapes only (`jax.eval_shape`).
+
+  Raises ValueError for an output of another rank.
+  """
   out = jax.eval_shape(as_logits_fn(logits_fn), jax.ShapeDtypeStruct(xb.shape, xb.dtype))
-  return 1 if len(out.shape) < 2 else int(out.shape[-1])
+  if len(out.shape) not in (1, 2):
+    raise ValueError(f"`model` must map a batch (B, ...) to logits (B, K) or values (B,); got "
+                     f"output shape {tuple(out.shape)} for inputs of shape {tuple(xb.shape)}.")
+  return 1 if len(out.shape) == 1 else int(out.shape[-1])
 
 
 def check_batch_targets(logits_fn: LogitsFn, xb: Array, targets, *, name: str = "targets"

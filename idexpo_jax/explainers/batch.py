@@ -18,17 +18,9 @@ import jax.numpy as jnp
 from idexpo_jax.core import masking
 from idexpo_jax.core.jit import merge_model, split_model
 from idexpo_jax.core.checks import check_batch, check_target
-from idexpo_jax.core.predictor import as_logits_fn, as_predictor
+from idexpo_jax.core.predictor import as_logits_fn, as_predictor, num_outputs
 
 Array = jax.Array
-
-
-def num_classes(model, xb: Array) -> int:
-  out = jax.eval_shape(as_logits_fn(model), jax.ShapeDtypeStruct((1, *xb.shape[1:]), xb.dtype))
-  if len(out.shape) != 2:
-    raise ValueError(f"`model` must map a batch (B, ...) to logits (B, K); got output shape "
-                     f"{tuple(out.shape)} for inputs of shape (1, {', '.join(map(str, xb.shape[1:]))}).")
-  return int(out.shape[1])
 
 
 def check_targets(targets, xb: Array, n_classes: int) -> str:
@@ -95,7 +87,7 @@ def explain(explainer, model, xb: Array, key: Array, *,
   xb = as_batch(xb)
   masking.check_chunk_size(chunk_size)
   # Split the model itself (not its bound methods, which would hide its arrays in static leaves).
-  n_classes = num_classes(model, xb)
+  n_classes = num_outputs(model, xb)
   mode = check_targets(targets, xb, n_classes)
   t = (jnp.zeros(xb.shape[:1], jnp.int32) if mode != "given"
        else jnp.asarray(targets).astype(jnp.int32))

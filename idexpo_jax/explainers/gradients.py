@@ -41,7 +41,7 @@ import numpy as np
 
 from idexpo_jax.core import masking
 from idexpo_jax.core.checks import check_int, check_positive, is_traced, poison, valid_target
-from idexpo_jax.core.predictor import (OUTPUTS, as_logits_fn, num_outputs, promote_input,
+from idexpo_jax.core.predictor import (as_logits_fn, check_output, num_outputs, promote_input,
                                       target_scores)
 
 Array = jax.Array
@@ -60,8 +60,7 @@ def target_output(logits_fn, xb: Array, target, output: str) -> Array:
 
 def check_gradient_args(x: Array, target, segments, output: str) -> Array:
   """Validates the arguments shared by the gradient attributions; returns `x` as a float array."""
-  if output not in OUTPUTS:
-    raise ValueError(f"`output` must be one of {OUTPUTS}; got {output!r}.")
+  check_output(output)
   x = jnp.asarray(x)
   if x.ndim == 0:
     raise ValueError("`x` must be one example without batch axis, e.g. tabular (D,) or an image "

@@ -34,9 +34,10 @@ import jax.numpy as jnp
 
 from idexpo_jax.core.config import Config, config
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.predictor import (OUTPUTS, VECTOR_OUTPUTS, all_ok, as_logits_fn,
-                                       check_output, check_positive, check_target, model_output,
-                                       poison, select_output)
+from idexpo_jax.core.checks import (all_ok, as_operand, check_int, check_positive, check_target,
+                                    poison)
+from idexpo_jax.core.predictor import (OUTPUTS, VECTOR_OUTPUTS, as_logits_fn, check_output,
+                                       model_output, select_output)
 
 Array = jax.Array
 
@@ -127,7 +128,9 @@ def gaussian_neighbors(x: Array, key: Array, *, n: int, sigma) -> Array:
   `σ > 0`: a concrete `σ <= 0` raises ValueError, a traced one gives NaN neighbours.
   """
   ok = check_positive(sigma, "sigma")
-  return poison(x + sigma * jax.random.normal(key, (n, *x.shape), x.dtype), ok)
+  n = check_int(n, "n", minimum=1)
+  return poison(x + as_operand(sigma, x.dtype) * jax.random.normal(key, (n, *x.shape), x.dtype),
+                ok)
 
 
 def sq_error(values: Array, predictions: Array) -> Array:
@@ -213,9 +216,9 @@ def local_linear(logits_fn, x: Array, key: Array, *, n_samples: int = 1000, sigm
     `(D, K)` and `(K,)` for several.
   """
   check_tabular(x, "x", 1)
-  if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-    raise ValueError(f"`n_samples` must be an int >= 2; got {n_samples!r}.")
+  n_samples = check_int(n_samples, "n_samples", minimum=2)
   sigma_ok = check_positive(sigma, "sigma")
+  sigma = as_operand(sigma, x.dtype)
   dim = x.shape[0]
   base = x if center is None else jnp.broadcast_to(jnp.asarray(center, x.dtype), x.shape)
   samples = base + sigma * jax.random.normal(key, (n_samples, dim), x.dtype)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import jax
 
-from idexpo_jax.core.predictor import check_positive, poison
+from idexpo_jax.core.checks import check_positive, poison
 from idexpo_jax.explainers.local_linear import (affine_predict, anchor_target, check_affine_output,
                                                 check_tabular, gaussian_neighbors, model_outputs,
                                                 sq_error)

@@ -21,10 +21,10 @@ from idexpo_jax.core import masking
 from idexpo_jax.core.config import Config, config
 from idexpo_jax.core.checks import check_fraction, check_int
 from idexpo_jax.core.jit import ArrayKey, merge_model, split_model
-from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_output
+from idexpo_jax.core.predictor import as_logits_fn, as_predictor, check_output, num_outputs
 from idexpo_jax.explainers.base import resolve_units
-from idexpo_jax.explainers.batch import as_batch, check_targets, num_classes
-from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc
+from idexpo_jax.explainers.batch import as_batch, check_targets
+from idexpo_jax.metrics.curves import batch_insertion_deletion, curve_auc, default_step
 
 Array = jax.Array
 
@@ -125,7 +125,7 @@ class InsertionDeletion(Config):
   def _run(self, model, xb, attributions, targets, *, curves_only):
     xb = as_batch(xb)
     segments, baseline = self.units()
-    n_classes = num_classes(model, xb)
+    n_classes = num_outputs(model, xb)
     mode = check_targets(targets, xb, n_classes)
     attributions = jnp.asarray(attributions)
     want = (xb.shape[0], n_classes) if mode == "all" else (xb.shape[0],)
@@ -134,7 +134,7 @@ class InsertionDeletion(Config):
                        f"{'all' if mode == 'all' else 'None or (B,)'}; got "
                        f"{tuple(attributions.shape)}.")
     n_units = masking.num_units(xb.shape[1:], segments)
-    step = max(n_units // self.n_steps, 1) if self.step is None else self.step
+    step = default_step(n_units, self.n_steps) if self.step is None else self.step
     masking.check_baseline(xb[0], baseline)
     t = (jnp.zeros(xb.shape[:1], jnp.int32) if mode != "given"
          else jnp.asarray(targets).astype(jnp.int32))

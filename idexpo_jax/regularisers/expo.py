@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from idexpo_jax.core.lstsq import weighted_least_squares
-from idexpo_jax.core.predictor import check_positive, poison
+from idexpo_jax.core.checks import as_operand, check_int, check_positive, poison
 from idexpo_jax.explainers.local_linear import (affine_predict, anchor_targets, check_affine_output,
                                                 check_tabular, model_outputs, sq_error)
 
@@ -42,15 +42,14 @@ Array = jax.Array
 
 def _check_args(xb: Array, output: str, scale, scale_name: str, n_neighbors: int,
                 minimum: int, why: str):
-  """Validates the options; returns the traced condition on `scale` (`predictor.check_positive`)."""
+  """Validates the options; returns the traced condition on `scale` and `n_neighbors` as an int."""
   check_tabular(xb, "xb", 2)
   check_affine_output(output)
   ok = check_positive(scale, scale_name)
-  if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int):
-    raise ValueError(f"`n_neighbors` must be an int; got {n_neighbors!r}.")
-  if n_neighbors < minimum:
+  n = check_int(n_neighbors, "n_neighbors")
+  if n < minimum:
     raise ValueError(f"`n_neighbors` must be at least {minimum}{why}; got {n_neighbors}.")
-  return ok
+  return ok, n
 
 
 def _targets(logits_fn, xb: Array, output: str, n: int):
@@ -105,9 +104,9 @@ def expo_fidelity(logits_fn, xb: Array, key: Array, *, n_neighbors: Optional[int
   check_tabular(xb, "xb", 2)
   dim = xb.shape[1]
   m = max(20, 2 * dim) if n_neighbors is None else n_neighbors
-  ok = _check_args(xb, output, sigma, "sigma", m, dim + 1,
-              f" (more than the D = {dim} features, for an affine fit)")
-  offsets = sigma * jax.random.normal(key, (xb.shape[0], m, dim), xb.dtype)
+  ok, m = _check_args(xb, output, sigma, "sigma", m, dim + 1,
+                      f" (more than the D = {dim} features, for an affine fit)")
+  offsets = as_operand(sigma, xb.dtype) * jax.random.normal(key, (xb.shape[0], m, dim), xb.dtype)
   resid, var = _local_fit_loss(logits_fn, xb, offsets, xb[:, None] + offsets, output)
   return poison(resid.mean(), ok), {"neighbour_var": poison(var.mean(), ok)}
 
@@ -126,11 +125,12 @@ def expo_fidelity_1d(logits_fn, xb: Array, key: Array, *, n_neighbors: int = 20,
   Returns:
     `(loss, aux)` as in `expo_fidelity`.
   """
-  ok = _check_args(xb, output, sigma, "sigma", n_neighbors, 3, " for a 1-D affine fit")
+  ok, n_neighbors = _check_args(xb, output, sigma, "sigma", n_neighbors, 3,
+                                " for a 1-D affine fit")
   b, dim = xb.shape
   k_feat, k_t = jax.random.split(key)
   feature = jax.random.randint(k_feat, (b,), 0, dim)
-  t = sigma * jax.random.normal(k_t, (b, n_neighbors, 1), xb.dtype)
+  t = as_operand(sigma, xb.dtype) * jax.random.normal(k_t, (b, n_neighbors, 1), xb.dtype)
   neighbours = xb[:, None] + t * jax.nn.one_hot(feature, dim, dtype=xb.dtype)[:, None]
   resid, var = _local_fit_loss(logits_fn, xb, t, neighbours, output)
   return poison(resid.mean(), ok), {"neighbour_var": poison(var.mean(), ok)}
@@ -150,8 +150,9 @@ def expo_stability(logits_fn, xb: Array, key: Array, *, radius=0.05, n_neighbors
     `(loss, aux)`; aux `max_change` = the largest per-example mean squared change.
     For an affine model `f(x) = Wx + b`, `E loss = r²/3 · ‖W‖²_F`.
   """
-  ok = _check_args(xb, output, radius, "radius", n_neighbors, 1, "")
+  ok, n_neighbors = _check_args(xb, output, radius, "radius", n_neighbors, 1, "")
   b, dim = xb.shape
+  radius = as_operand(radius, xb.dtype)
   u = jax.random.uniform(key, (b, n_neighbors, dim), xb.dtype, -radius, radius)
   target = _targets(logits_fn, xb, output, 1)
   clean = model_outputs(logits_fn, xb, output=output, target=target)
