@@ -64,9 +64,10 @@ def use_cpu_xla_flags() -> bool:
   if (os.environ.get("IDEXPO_JAX_KEEP_XLA_FLAGS", "0") not in ("", "0")
       or "xla_cpu_experimental_ynn_fusion_type" in flags):
     return False
-  import jaxlib
+  from importlib.metadata import version as installed
+
   from jax._src import xla_bridge
-  version = tuple(int(v) for v in jaxlib.__version__.split(".")[:2] if v.isdigit())
+  version = tuple(int(v) for v in installed("jaxlib").split(".")[:2] if v.isdigit())
   if version < (0, 10) or getattr(xla_bridge, "_backends", {}):
     return False
   os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()

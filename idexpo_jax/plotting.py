@@ -338,6 +338,7 @@ def _place_labels(ax, points, texts, *, colors=None, obstacles=(),
         best, fewest = (ox, oy, ha, va, box), hits
       if hits == 0:
         break
+    assert best is not None  # `candidates` is never empty
     ox, oy, ha, va, box = best
     far = max(abs(ox), abs(oy)) > 9
     arrow = dict(arrowstyle="-", color="0.55", linewidth=0.5, shrinkA=0, shrinkB=2.5)

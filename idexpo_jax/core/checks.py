@@ -26,18 +26,19 @@ wrong kind of object, e.g. a float class index).
 from __future__ import annotations
 
 import numbers
-from typing import Optional
+from typing import Literal, Optional, overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 Array = jax.Array
 
 
 def is_traced(value) -> bool:
   """True when `value` is a JAX tracer (known only inside `jit`/`vmap`/`grad`)."""
-  return isinstance(value, jax.core.Tracer)
+  return isinstance(value, Tracer)
 
 
 def poison(value: Array, ok) -> Array:
@@ -73,6 +74,16 @@ def _range_text(minimum, maximum) -> str:
   if maximum is not None:
     return f" <= {maximum}"
   return ""
+
+
+@overload
+def check_int(value, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+              none_ok: Literal[False] = False) -> int: ...
+
+
+@overload
+def check_int(value, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,
+              none_ok: bool) -> Optional[int]: ...
 
 
 def check_int(value, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None,

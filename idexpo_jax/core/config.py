@@ -15,6 +15,7 @@ import typing
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 
 def frozen_key(value):
@@ -32,7 +33,7 @@ def frozen_key(value):
 
 def own_copy(value):
   """A read-only NumPy copy of a concrete array; a traced array or a non-array as it is."""
-  if isinstance(value, jax.core.Tracer) or not isinstance(value, (np.ndarray, jax.Array)):
+  if isinstance(value, Tracer) or not isinstance(value, (np.ndarray, jax.Array)):
     return value
   arr = np.array(value, copy=True)
   arr.setflags(write=False)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from idexpo_jax.core.checks import check_int, check_target
+from idexpo_jax.core.checks import check_int, check_target, is_traced
 from idexpo_jax.core.predictor import OUTPUTS, check_output, model_output, target_scores
 
 Array = jax.Array
@@ -46,7 +46,7 @@ def check_segments(segments) -> int:
   (a −1, a gap, or labels starting at 1, as `skimage.segmentation.slic` gives by default, would
   add empty units or shift them). Relabel with `np.unique(segments, return_inverse=True)[1]`.
   """
-  if isinstance(segments, jax.core.Tracer):
+  if is_traced(segments):
     raise ValueError("`segments` must be a concrete array (not traced): it fixes the number of "
                      "units, a static shape.")
   seg = np.asarray(segments)
@@ -89,7 +89,7 @@ def check_units(x: Array, segments: Optional[Array]) -> None:
 
 def check_unit_mask(z: Array, x_shape, segments: Optional[Array]) -> None:
   """Raises ValueError unless `z` has shape `(..., U)` for the units of `x_shape`."""
-  if isinstance(segments, jax.core.Tracer):
+  if is_traced(segments):
     return
   n_units = num_units(x_shape, segments)
   if z.ndim < 1 or z.shape[-1] != n_units:

@@ -118,7 +118,7 @@ def anchor_targets(logits_fn, xb: Array, output: str, target: Optional[Array] = 
 def anchor_target(logits_fn, x: Array, output: str, target: Optional[Array]):
   """`anchor_targets` of one anchor point `x (D,)` (a scalar class, or `target` unchanged)."""
   if output in _ONE_CLASS and target is None:
-    return anchor_targets(logits_fn, x[None], output)[0]
+    return predicted_class(logits_fn, x[None], output=output)[0]
   return target
 
 

@@ -67,8 +67,8 @@ def soft_keep_masks(attribution: Array, *, n_steps: int = 64, fraction: float = 
   n_pos = pos.sum().astype(srt.dtype)
   scale = jnp.where(n_pos > 0, jnp.where(pos, gaps, 0.0).sum() / jnp.maximum(n_pos, 1.0), 1.0)
   scale = jax.lax.stop_gradient(scale)
-  temperature = as_operand(temperature, phi.dtype)
-  return poison(jax.nn.sigmoid(temperature * (phi[None, :] - thresholds[:, None]) / scale),
+  tau = as_operand(temperature, phi.dtype)
+  return poison(jax.nn.sigmoid(tau * (phi[None, :] - thresholds[:, None]) / scale),
                 temperature_ok)
 
 
