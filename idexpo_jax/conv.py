@@ -64,10 +64,13 @@ def use_cpu_xla_flags() -> bool:
   if (os.environ.get("IDEXPO_JAX_KEEP_XLA_FLAGS", "0") not in ("", "0")
       or "xla_cpu_experimental_ynn_fusion_type" in flags):
     return False
-  from importlib.metadata import version as installed
+  from importlib import metadata
 
   from jax._src import xla_bridge
-  version = tuple(int(v) for v in installed("jaxlib").split(".")[:2] if v.isdigit())
+  try:
+    version = tuple(int(v) for v in metadata.version("jaxlib").split(".")[:2] if v.isdigit())
+  except metadata.PackageNotFoundError:  # e.g. a source build without metadata: leave it alone
+    return False
   if version < (0, 10) or getattr(xla_bridge, "_backends", {}):
     return False
   os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAGS}".strip()
